@@ -1,0 +1,5 @@
+import sys
+
+from lpw_mp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,149 @@
+"""Command line: ``python -m lpw_mp [options]`` runs the emulator and writes a report.
+
+Every usage error is one line on stderr and exit status 2, before anything is started or written.
+"""
+
+import argparse
+import json
+import sys
+
+from lpw_mp import __version__
+from lpw_mp.config import Config, ConfigError, START_METHODS
+from lpw_mp.coordinator import OPS
+from lpw_mp.machine import CPUMASK_MODES
+from lpw_mp.progress import progress_factory
+from lpw_mp.report import annotate, exit_status, format_terminal, write_run
+from lpw_mp.runner import run
+from lpw_mp.strategies import STRATEGIES, parse_strategies
+from lpw_mp.units import parse_duration, parse_size
+
+PROG = "lpw_mp"
+
+
+class UsageError(Exception):
+    """Bad command line: reported on one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _typed(fn, what):
+    def convert(text):
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = what
+    return convert
+
+
+def _int(text):
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
+
+
+def _float(text):
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    d = Config()
+    p.add_argument("--cpus", type=_typed(_int, "cpus"), default=d.cpus,
+                   help=f"simulated CPUs, one OS process each (default {d.cpus})")
+    p.add_argument("--memory", type=_typed(parse_size, "size"), default=d.memory,
+                   help="size of the THP-mapped region, K/M/G/T suffixes (default 8G)")
+    p.add_argument("--thp-size", type=_typed(parse_size, "size"), default=d.thp_size,
+                   help="THP (PMD) size, a power of two (default 2M)")
+    p.add_argument("--strategy", type=_typed(parse_strategies, "strategy"),
+                   default=d.strategies, dest="strategies",
+                   help=f"comma-separated list from {', '.join(STRATEGIES)}, or all "
+                        f"(default {','.join(d.strategies)})")
+    p.add_argument("--op", choices=OPS, default=d.op,
+                   help="operation the coordinator performs over the region (default munmap)")
+    p.add_argument("--ops", type=_typed(_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
+                   help="operations for --op mixed (default: one per THP)")
+    p.add_argument("--walk-rate", type=_typed(_float, "rate"), default=d.walk_rate,
+                   help=f"lockless walks per second per active CPU (default {d.walk_rate:g}: "
+                        f"a lightly loaded guest)")
+    p.add_argument("--walk-window", type=_typed(parse_duration, "duration"),
+                   default=d.walk_window,
+                   help="how long IRQs stay off per walk, e.g. 20us, 1ms (default 20us)")
+    p.add_argument("--pte-fraction", type=_typed(_float, "fraction"), default=d.pte_fraction,
+                   help=f"fraction of THP slots mapped by a PTE page (default {d.pte_fraction})")
+    p.add_argument("--cpumask", choices=CPUMASK_MODES, default=d.cpumask,
+                   help="mm_cpumask maintenance: sticky (powerpc < v5.12), trim (v5.12), "
+                        "accurate (x86) (default sticky)")
+    p.add_argument("--active-fraction", type=_typed(_float, "fraction"),
+                   default=d.active_fraction,
+                   help="fraction of CPUs running the process; the rest are idle (default 1)")
+    p.add_argument("--seed", type=_typed(_int, "seed"), default=d.seed,
+                   help="seed of the page-table layout and the walk addresses")
+    p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),
+                   default=d.ipi_timeout,
+                   help="a CPU that does not acknowledge an IPI within this ends the run "
+                        "(default 10s)")
+    p.add_argument("--start-method", choices=START_METHODS, default=d.start_method,
+                   help="multiprocessing start method (default fork)")
+    p.add_argument("--runs-dir", default=d.runs_dir,
+                   help="where run folders are written (default runs/)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--quiet", "-q", action="store_true",
+                     help="print only the path of the run folder")
+    out.add_argument("--json", action="store_true",
+                     help="print the result as JSON instead of a table")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=f"python -m {PROG}",
+               description="Emulate powerpc lockless page-table walks on real processes and "
+                           "measure what each serialisation strategy costs.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    add_run_options(p)
+    return p
+
+
+def config_from_args(args) -> Config:
+    cfg = Config()
+    for name in vars(cfg):
+        if hasattr(args, name):
+            setattr(cfg, name, getattr(args, name))
+    return cfg.validate()
+
+
+def cmd_run(argv) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    show_progress = not (args.quiet or args.json)
+    result = run(cfg, argv=[f"python -m {PROG}", *argv],
+                 progress_factory=progress_factory(cfg) if show_progress else None)
+    annotate(result)
+    folder = write_run(result, cfg.runs_dir)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    elif args.quiet:
+        print(folder)
+    else:
+        print(format_terminal(result))
+        print(f"\nreport: {folder}/report.md  result: {folder}/result.json")
+    return exit_status(result)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return cmd_run(argv)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 1

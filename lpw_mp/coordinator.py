@@ -1,0 +1,198 @@
+"""The coordinator: the CPU that unmaps, splits and collapses THPs (``zap_huge_pmd``,
+``__split_huge_pmd``, khugepaged's ``collapse_huge_page``), serialising against lockless
+walkers with the strategy under test before every destructive step."""
+
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from multiprocessing.sharedctypes import RawArray
+
+from lpw_mp import pagetable as ptm
+from lpw_mp.cpu import become_child
+from lpw_mp.machine import Aborted, IPITimeout
+
+OPS = ("munmap", "split", "collapse", "mixed")
+
+# Progress array: slot being worked on, its phase, operations done, operations planned.
+P_SLOT, P_PHASE, P_DONE, P_TOTAL = range(4)
+PHASE_IDLE, PHASE_UNLINKED, PHASE_SERIALIZING, PHASE_DESTROYED = range(4)
+
+
+def new_progress():
+    return RawArray("q", 4)
+
+
+@dataclass
+class UpdaterStats:
+    ops: dict = field(default_factory=lambda: {op: 0 for op in ("munmap", "split", "collapse",
+                                                                "fault")})
+    serialisations: int = 0
+    skipped: int = 0
+    ipis_sent: int = 0
+    rounds: list = field(default_factory=list)
+    grace_periods: int = 0
+    gp_latencies: list = field(default_factory=list)
+    destroyed: int = 0
+    pool_exhausted: int = 0
+    wall_s: float = 0.0
+
+
+class Updater:
+    """The updater side of one run: performs operations on the page table and keeps counts."""
+
+    def __init__(self, machine, table, strategy, timeout: float, progress=None):
+        self.m = machine
+        self.pt = table
+        self.strategy = strategy
+        self.timeout = timeout
+        self.progress = progress if progress is not None else new_progress()
+        self.stats = UpdaterStats()
+
+    def broadcast(self, cpus) -> None:
+        """One ``smp_call_function_many(cpus, do_nothing, NULL, 1)`` round, timed."""
+        if not cpus:
+            self.stats.skipped += 1
+            return
+        start = time.perf_counter()
+        self.m.smp_call_function_many(cpus, self.timeout)
+        self.stats.rounds.append(time.perf_counter() - start)
+        self.stats.serialisations += 1
+        self.stats.ipis_sent += len(cpus)
+
+    def _phase(self, slot: int, phase: int) -> None:
+        self.progress[P_SLOT] = slot
+        self.progress[P_PHASE] = phase
+
+    def _destroyer(self, slot: int, step):
+        def destroy():
+            step()
+            self.stats.destroyed += 1
+            self._phase(slot, PHASE_DESTROYED)
+        return destroy
+
+    # -- operations ---------------------------------------------------------------------------
+
+    def zap_pmd(self, slot: int) -> None:
+        """munmap of one THP slot: ``pmdp_huge_get_and_clear``, serialise, free."""
+        old = self.pt.pmdp_huge_get_and_clear(slot)
+        kind = ptm.pmd_kind(old)
+        self.stats.ops["munmap"] += 1
+        if kind == ptm.NONE:
+            return
+        self._phase(slot, PHASE_UNLINKED)
+        if kind == ptm.TABLE:
+            page = ptm.pmd_index(old)
+            step, freed = (lambda: self.pt.pte_free(page)), page
+        else:
+            step, freed = (lambda: self.pt.retire_slot(slot)), None
+        self._phase(slot, PHASE_SERIALIZING)
+        self.strategy.tlb_remove_table(self, self._destroyer(slot, step), freed)
+
+    def split(self, slot: int) -> bool:
+        """Split a huge leaf into a PTE table: ``pmdp_invalidate``, serialise, install the table."""
+        if ptm.pmd_kind(self.pt.pmds[slot]) != ptm.LEAF:
+            return False
+        if not self.pt.free_pages():
+            self.stats.pool_exhausted += 1
+            return False
+        self.pt.pmdp_invalidate(slot)
+        self._phase(slot, PHASE_SERIALIZING)
+        self.strategy.serialize_against_pte_lookup(self)
+        page = self.pt.pte_alloc_one(slot)
+
+        def repurpose():
+            self.pt.retire_slot(slot)
+            self.pt.set_pmd_table(slot, page)
+        self._destroyer(slot, repurpose)()
+        self.stats.ops["split"] += 1
+        return True
+
+    def collapse(self, slot: int) -> bool:
+        """khugepaged: ``pmdp_collapse_flush``, serialise, free the PTE page, install a leaf."""
+        old = self.pt.pmds[slot]
+        if ptm.pmd_kind(old) != ptm.TABLE:
+            return False
+        self.pt.pmdp_huge_get_and_clear(slot)
+        self._phase(slot, PHASE_SERIALIZING)
+        self.strategy.serialize_against_pte_lookup(self)
+        page = ptm.pmd_index(old)
+
+        def free_and_install():
+            self.pt.pte_free(page)
+            self.pt.retire_slot(slot)
+            self.pt.set_pmd_leaf(slot)
+        self._destroyer(slot, free_and_install)()
+        self.stats.ops["collapse"] += 1
+        return True
+
+    def fault(self, slot: int, table: bool) -> bool:
+        """A page fault maps an empty slot again (no serialisation: nothing could be held)."""
+        if self.pt.pmds[slot] != 0:
+            return False
+        if table and self.pt.free_pages():
+            self.pt.set_pmd_table(slot, self.pt.pte_alloc_one(slot))
+        else:
+            self.pt.set_pmd_leaf(slot)
+        self.stats.ops["fault"] += 1
+        return True
+
+    # -- whole runs ---------------------------------------------------------------------------
+
+    def run(self, op: str, slots=None, mixed_ops: int = 0, seed: int = 0) -> UpdaterStats:
+        """Perform ``op`` over ``slots`` (default: the whole region), timing it end to end."""
+        if op not in OPS:
+            raise ValueError(f"unknown operation {op!r}")
+        slots = range(self.pt.npmds) if slots is None else list(slots)
+        progress = self.progress
+        start = time.perf_counter()
+        if op == "mixed":
+            self._mixed(slots, mixed_ops or len(slots), seed)
+        else:
+            progress[P_TOTAL] = len(slots)
+            action = {"munmap": self.zap_pmd, "split": self.split, "collapse": self.collapse}[op]
+            for slot in slots:
+                action(slot)
+                progress[P_DONE] += 1
+            if op == "munmap":
+                self.strategy.tlb_finish_mmu(self)
+        self.stats.wall_s = time.perf_counter() - start
+        self._phase(-1, PHASE_IDLE)
+        return self.stats
+
+    def _mixed(self, slots, nops: int, seed: int) -> None:
+        """A long-running guest with khugepaged: split leaves, collapse tables, unmap and fault
+        slots back in, on random slots, ``nops`` times."""
+        rng = random.Random(f"{seed}/mixed")
+        self.progress[P_TOTAL] = nops
+        slots = list(slots)
+        for _ in range(nops):
+            slot = rng.choice(slots)
+            kind = ptm.pmd_kind(self.pt.pmds[slot])
+            roll = rng.random()
+            if kind == ptm.NONE:
+                self.fault(slot, table=roll < 0.5)
+            elif roll < 0.15:
+                self.zap_pmd(slot)
+                self.strategy.tlb_finish_mmu(self)
+            elif kind == ptm.LEAF:
+                self.split(slot)
+            else:
+                self.collapse(slot)
+            self.progress[P_DONE] += 1
+
+
+def coordinator_main(parent_pid, conn, go, machine, table, strategy, timeout, progress, op,
+                     slots, mixed_ops, seed) -> None:
+    """Entry point of the coordinator process: waits for ``go``, runs, sends its result."""
+    become_child(parent_pid)
+    up = Updater(machine, table, strategy, timeout, progress)
+    go.acquire()
+    try:
+        stats = up.run(op, slots, mixed_ops, seed)
+        conn.send({"status": "ok", "stats": asdict(stats)})
+    except (IPITimeout, Aborted) as exc:
+        up.stats.wall_s = 0.0
+        conn.send({"status": "error", "error": str(exc), "stats": asdict(up.stats),
+                   "cpus": getattr(exc, "cpus", [])})
+    finally:
+        conn.close()

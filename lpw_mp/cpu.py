@@ -1,0 +1,180 @@
+"""A simulated CPU: one OS process that walks the page table locklessly and takes IPIs.
+
+Its loop: with IRQs enabled, run any pending IPI handler; block (idle) until the next walk is
+due or an IPI arrives; then walk with IRQs disabled. It never acknowledges an IPI while its IRQ
+flag is set, because the only place it runs handlers is the IRQs-enabled part of the loop.
+"""
+
+import ctypes
+import gc
+import os
+import random
+import signal
+import time
+
+from lpw_mp import checker as chk
+from lpw_mp import pagetable as ptm
+from lpw_mp.strategies.base import Strategy
+from lpw_mp.machine import (NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS,
+                            ST_RETRIES, ST_WALK_NS, ST_WALKS)
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: fall back on the parent-pid check below
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def become_child(parent_pid: int) -> None:
+    """Common start of every process the emulator forks."""
+    die_with_parent(parent_pid)
+    # Ctrl-C goes to the whole process group; only the parent decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class WalkHook:
+    """Test hook: CPU ``cpu`` walks ``slot`` once as soon as it starts, and pauses inside its
+    IRQ-off window, after taking the pointer, until the test releases it.
+
+    ``paused`` is posted when the walker is inside the window; post ``resume`` to let it go on."""
+
+    def __init__(self, ctx, cpu: int, slot: int, sub: int = 0):
+        self.cpu = cpu
+        self.slot = slot
+        self.sub = sub
+        self.paused = ctx.Semaphore(0)
+        self.resume = ctx.Semaphore(0)
+
+
+class SimulatedCPU:
+    def __init__(self, cpu, machine, table, strategy, checker, walk_rate, walk_window, seed,
+                 hook=None):
+        self.cpu = cpu
+        self.m = machine
+        self.pt = table
+        self.strategy = strategy
+        self.checker = checker
+        self.walk_rate = walk_rate if machine.active[cpu] else 0.0
+        self.walk_window = walk_window
+        self.rng = random.Random(f"{seed}/cpu{cpu}")
+        self.hook = hook
+        self.stat_base = cpu * NSTATS
+
+    # -- the walk -----------------------------------------------------------------------------
+
+    def walk(self, slot: int, sub: int, hook=None) -> None:
+        """One lockless walk (``__find_linux_pte()`` under ``begin/end_lockless_pgtbl_walk``)."""
+        m, pt, cpu, strategy, stats, base = self.m, self.pt, self.cpu, self.strategy, \
+            self.m.stats, self.stat_base
+        clock = time.perf_counter_ns
+        t0 = clock()
+        m.irq_off[cpu] = 1                      # local_irq_disable()
+        strategy.begin_lockless_pgtbl_walk(cpu)
+        t1 = clock()
+        pmd = pt.pmds[slot]                     # READ_ONCE(*pmdp)
+        kind = pmd >> ptm.KIND_SHIFT
+        held = None
+        if kind == ptm.TABLE:
+            page = pmd & ptm.INDEX_MASK
+            pte = pt.ptes[page * pt.ptrs_per_pte + sub]  # the pte_t * we hand back, dereferenced
+            held = (chk.PTE_PAGE_REUSED, pt.page_gen, page, pte)
+        elif kind == ptm.LEAF:
+            pte = pmd                           # powerpc casts pmd_t * to pte_t * for a THP
+            held = (chk.PMD_SLOT_REPURPOSED, pt.slot_gen, slot, pte)
+        if hook is not None:
+            hook.paused.release()
+            hook.resume.acquire()
+        elif self.walk_window:
+            deadline = time.perf_counter() + self.walk_window
+            while time.perf_counter() < deadline:
+                pass
+        if held is not None:
+            what, gens, index, _ = held
+            taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
+            seen = gens[index] & ptm.GEN_MASK
+            if seen != taken:
+                self.checker.report(what, cpu, slot, taken, seen)
+            if strategy.rechecks_pmd and pt.pmds[slot] != pmd:
+                stats[base + ST_RETRIES] += 1
+            stats[base + ST_HELD] += 1
+        t2 = clock()
+        strategy.end_lockless_pgtbl_walk(cpu)
+        m.irq_off[cpu] = 0                      # local_irq_enable()
+        t3 = clock()
+        stats[base + ST_WALKS] += 1
+        stats[base + ST_BEGIN_END_NS] += (t1 - t0) + (t3 - t2)
+        stats[base + ST_WALK_NS] += t3 - t0
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        # The IPI path is hot: with 128 CPUs on 2 cores a round is one pass of this loop per
+        # CPU, and after 127 other processes have run, every distinct object it touches is a
+        # cache miss. So the handler is inlined and everything it needs is a local.
+        m, cpu, strategy = self.m, self.cpu, self.strategy
+        wake_acquire = m.wake[cpu].acquire
+        ipi_gen, ack_gen, cpumask = m.ipi_gen, m.ack_gen, m.cpumask
+        ack_lock_acquire, ack_lock_release = m.ack_lock.acquire, m.ack_lock.release
+        acks_owed, acks_done_release = m.acks_owed, m.acks_done.release
+        # v5.12 (032b7f08932c): a lazy CPU that takes the IPI leaves mm_cpumask.
+        leaves_mask = m.cpumask_mode == "trim" and not m.active[cpu]
+        base = Strategy.cpu_idle_enter
+        idle_hooks = type(strategy).cpu_idle_enter is not base
+        idle_enter, idle_exit = strategy.cpu_idle_enter, strategy.cpu_idle_exit
+        stop = m.stop
+        rng = self.rng
+        npmds, nsub = self.pt.npmds, self.pt.ptrs_per_pte
+        stats = m.stats
+        late_index, ipis_index = self.stat_base + ST_LATE_NS, self.stat_base + ST_IPIS
+        rate = self.walk_rate
+        monotonic = time.monotonic
+        m.ready.release()
+        if self.hook is not None:
+            self.walk(self.hook.slot, self.hook.sub, self.hook)
+        next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
+        while True:
+            gen = ipi_gen[cpu]
+            if gen != ack_gen[cpu]:
+                # IRQs are enabled here and only here: run do_nothing() and acknowledge.
+                if leaves_mask:
+                    cpumask[cpu] = 0
+                stats[ipis_index] += 1
+                ack_gen[cpu] = gen
+                ack_lock_acquire()
+                owed = acks_owed.value - 1
+                acks_owed.value = owed
+                ack_lock_release()
+                if owed == 0:
+                    acks_done_release()
+            if stop.value:
+                return
+            timeout = None if next_walk is None else next_walk - monotonic()
+            if timeout is None or timeout > 0:
+                if idle_hooks:
+                    idle_enter(cpu)
+                    woke = wake_acquire(True, timeout)
+                    idle_exit(cpu)
+                else:
+                    woke = wake_acquire(True, timeout)
+                if woke:
+                    continue
+            stats[late_index] += int((monotonic() - next_walk) * 1e9)
+            self.walk(rng.randrange(npmds), rng.randrange(nsub))
+            # Poisson arrivals; a CPU that fell far behind (descheduled) does not burst to catch up.
+            next_walk = max(next_walk, monotonic() - 1.0 / rate) + rng.expovariate(rate)
+
+
+def cpu_main(parent_pid, *args, **kwargs) -> None:
+    """Entry point of a CPU process."""
+    become_child(parent_pid)
+    # The loop makes no reference cycles; a collection would only dirty copy-on-write pages.
+    gc.disable()
+    SimulatedCPU(*args, **kwargs).run()

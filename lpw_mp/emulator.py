@@ -1,0 +1,232 @@
+"""One emulated machine for one strategy: its shared memory, its CPU processes and its
+coordinator, started and stopped as a unit.
+
+Processes are stopped with escalation: ask (the stop flag and a wake-up), wait, then SIGTERM,
+then SIGKILL. Every child also dies with this process (``PR_SET_PDEATHSIG``), so nothing is left
+behind even when the parent is killed. All shared memory is ``RawArray`` / unlinked semaphores,
+which the kernel frees with the last process that maps them: nothing can leak in /dev/shm.
+"""
+
+import multiprocessing
+import os
+import signal
+import time
+from multiprocessing.connection import wait
+
+from lpw_mp.checker import SafetyChecker
+from lpw_mp.coordinator import coordinator_main, new_progress, P_DONE, P_TOTAL
+from lpw_mp.cpu import cpu_main
+from lpw_mp.machine import (NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS, ST_RETRIES,
+                            ST_WALK_NS, ST_WALKS, Machine)
+from lpw_mp.pagetable import PageTable
+from lpw_mp.strategies import STRATEGIES
+
+#: How long stopping processes may take at each step of the escalation.
+STOP_GRACE = 2.0
+#: Upper bound on CPU start-up: the base plus a per-CPU allowance (fork is slow when loaded).
+READY_BASE, READY_PER_CPU = 30.0, 0.05
+
+WALKER_STATS = {"walks": ST_WALKS, "held": ST_HELD, "begin_end_ns": ST_BEGIN_END_NS,
+                "walk_ns": ST_WALK_NS, "ipis_handled": ST_IPIS, "retries": ST_RETRIES,
+                "late_ns": ST_LATE_NS}
+
+
+class EmulatorError(RuntimeError):
+    """The emulated machine failed: a process died, could not start, or did not answer."""
+
+
+def describe_exit(code) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+class Emulator:
+    """Shared state and processes of one run of one strategy. Use as a context manager."""
+
+    def __init__(self, cfg, strategy: str, hooks=(), ctx=None):
+        self.cfg = cfg
+        self.strategy_name = strategy
+        self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
+        self.table = PageTable(cfg.npmds, cfg.thp_size, cfg.pool_pages())
+        self.table.populate(cfg.effective_pte_fraction(), cfg.seed)
+        active = [cpu < cfg.active_cpus for cpu in range(cfg.cpus)]
+        self.machine = Machine(self.ctx, cfg.cpus, cfg.cpumask, active)
+        self.strategy = STRATEGIES[strategy](self.ctx, self.machine)
+        self.checker = SafetyChecker(self.ctx)
+        self.hooks = {hook.cpu: hook for hook in hooks}
+        self.progress = new_progress()
+        self.cpus = []
+        self.coord = None
+        self._conn = None
+        self._go = None
+        self._stats_at_go = None
+        self._dead = {}
+        self._stopped = False
+
+    def __enter__(self):
+        try:
+            self.start_cpus()
+        except BaseException:
+            self.shutdown()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.shutdown()
+        return False
+
+    # -- start --------------------------------------------------------------------------------
+
+    def start_cpus(self) -> None:
+        cfg, parent = self.cfg, os.getpid()
+        for cpu in range(cfg.cpus):
+            proc = self.ctx.Process(
+                target=cpu_main, name=f"lpw_mp-cpu{cpu}", daemon=True,
+                args=(parent, cpu, self.machine, self.table, self.strategy, self.checker,
+                      cfg.walk_rate, cfg.walk_window, cfg.seed, self.hooks.get(cpu)))
+            try:
+                proc.start()
+            except OSError as exc:
+                raise EmulatorError(f"could not start simulated CPU {cpu} of {cfg.cpus}: "
+                                    f"{exc.strerror or exc} (lower --cpus)") from None
+            self.cpus.append(proc)
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_BASE + READY_PER_CPU * self.cfg.cpus
+        for _ in range(self.cfg.cpus):
+            while not self.machine.ready.acquire(True, 0.5):
+                self._raise_if_cpu_died("while starting")
+                if time.monotonic() > deadline:
+                    raise EmulatorError("simulated CPUs did not start in time")
+
+    def start_coordinator(self, op=None, slots=None) -> None:
+        """Fork the coordinator and let it start ``op`` (default: the configured one)."""
+        cfg = self.cfg
+        reader, writer = self.ctx.Pipe(duplex=False)
+        self._go = self.ctx.Semaphore(0)
+        self.coord = self.ctx.Process(
+            target=coordinator_main, name="lpw_mp-coordinator", daemon=True,
+            args=(os.getpid(), writer, self._go, self.machine, self.table, self.strategy,
+                  cfg.ipi_timeout, self.progress, op or cfg.op, slots, cfg.mixed_ops, cfg.seed))
+        self.coord.start()
+        writer.close()
+        self._conn = reader
+        self._stats_at_go = self.walker_stats()
+        self._go.release()
+
+    # -- watch --------------------------------------------------------------------------------
+
+    def _raise_if_cpu_died(self, when: str) -> None:
+        for cpu, proc in enumerate(self.cpus):
+            if proc.exitcode is not None and cpu not in self._dead:
+                self._dead[cpu] = proc.exitcode
+        if self._dead:
+            raise EmulatorError(self._death_message(when))
+
+    def _death_message(self, when: str) -> str:
+        cpu, code = next(iter(self._dead.items()))
+        more = f" (and {len(self._dead) - 1} more)" if len(self._dead) > 1 else ""
+        return (f"simulated CPU {cpu} (pid {self.cpus[cpu].pid}) {describe_exit(code)}{more} "
+                f"{when} under strategy {self.strategy_name}")
+
+    def wait_coordinator(self, on_progress=None, poll: float = 0.25) -> dict:
+        """Wait for the coordinator's result, watching every process of the machine.
+
+        A CPU that dies aborts the run (the coordinator is told through the abort flag) and
+        raises ``EmulatorError`` naming the CPU; so does a coordinator that dies."""
+        by_sentinel = {proc.sentinel: cpu for cpu, proc in enumerate(self.cpus)}
+        watched = [self._conn, self.coord.sentinel, *by_sentinel]
+        abort_deadline = None
+        while True:
+            ready = wait(watched, timeout=poll)
+            if self._conn in ready:
+                try:
+                    outcome = self._conn.recv()
+                except EOFError:
+                    outcome = None
+                if outcome is not None:
+                    break
+                watched.remove(self._conn)
+            for obj in ready:
+                if obj in by_sentinel:
+                    cpu = by_sentinel[obj]
+                    self.cpus[cpu].join(0)
+                    self._dead.setdefault(cpu, self.cpus[cpu].exitcode)
+                    watched.remove(obj)
+            if self._dead and abort_deadline is None:
+                self.machine.abort.value = 1
+                abort_deadline = time.monotonic() + STOP_GRACE
+            if self.coord.sentinel in ready and self._conn not in watched:
+                self.coord.join(0)
+                raise EmulatorError(f"the coordinator {describe_exit(self.coord.exitcode)} "
+                                    f"under strategy {self.strategy_name}")
+            if abort_deadline is not None and time.monotonic() > abort_deadline:
+                break
+            if on_progress is not None:
+                on_progress(self.progress[P_DONE], self.progress[P_TOTAL])
+        if self._dead:
+            raise EmulatorError(self._death_message("during the run"))
+        if on_progress is not None:
+            on_progress(self.progress[P_DONE], self.progress[P_TOTAL])
+        if outcome["status"] != "ok":
+            raise EmulatorError(f"{outcome['error']} under strategy {self.strategy_name}")
+        outcome["walkers"] = self.walker_stats(since=self._stats_at_go)
+        return outcome
+
+    def walker_stats(self, since=None) -> dict:
+        stats, out = self.machine.stats, {}
+        for name, index in WALKER_STATS.items():
+            total = sum(stats[cpu * NSTATS + index] for cpu in range(self.cfg.cpus))
+            out[name] = total - (since[name] if since else 0)
+        return out
+
+    # -- stop ---------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop every process: ask, wait, SIGTERM, wait, SIGKILL. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        m = self.machine
+        m.stop.value = 1
+        m.abort.value = 1
+        procs = list(self.cpus)
+        if self.coord is not None:
+            self._go.release()  # a coordinator still waiting to start must see the abort
+            procs.append(self.coord)
+        m.wake_all()
+        for hook in self.hooks.values():
+            hook.resume.release()
+        _stop_processes(procs)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _stop_processes(procs, grace: float = STOP_GRACE) -> None:
+    def join_all(until):
+        for proc in procs:
+            if proc.pid is not None:
+                proc.join(max(0.0, until - time.monotonic()))
+
+    join_all(time.monotonic() + grace)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        alive = [p for p in procs if p.pid is not None and p.exitcode is None]
+        if not alive:
+            break
+        for proc in alive:
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+        join_all(time.monotonic() + grace)
+    for proc in procs:
+        if proc.pid is not None and proc.exitcode is not None:
+            proc.close()

@@ -1,0 +1,142 @@
+"""The emulated machine: per-CPU state in shared memory, IPIs and memory barriers.
+
+Every simulated CPU owns a slot in each per-CPU array. IPIs use generation counters (trio-style,
+rather than reusable events): the sender bumps ``ipi_gen[cpu]`` and posts the CPU's wake semaphore;
+the CPU, once its IRQs are enabled, runs the handler and copies ``ipi_gen`` into ``ack_gen``. A CPU
+whose ``ack_gen`` lags behind its ``ipi_gen`` owes an acknowledgement, which is how a hung or dead
+target is named.
+"""
+
+import threading
+import time
+from multiprocessing.sharedctypes import RawArray, RawValue
+
+# Indices into the per-CPU statistics array (each CPU writes only its own row).
+ST_WALKS = 0          # walks completed
+ST_HELD = 1           # walks that found a mapped entry and held a pointer
+ST_BEGIN_END_NS = 2   # time spent in irq-disable + begin and end + irq-enable
+ST_WALK_NS = 3        # whole IRQ-off window
+ST_IPIS = 4           # IPI handlers run
+ST_RETRIES = 5        # walks dropped because the PMD changed under them (rcu)
+ST_LATE_NS = 6        # how far behind schedule walks started (host scheduling delay)
+NSTATS = 8
+
+#: How often a waiting coordinator wakes to see whether the run was aborted.
+ABORT_POLL = 0.2
+
+CPUMASK_MODES = ("sticky", "trim", "accurate")
+
+_mb_lock = threading.Lock()
+
+
+def smp_mb() -> None:
+    """A full memory barrier (``smp_mb()``).
+
+    Python has no fence, but an uncontended lock is a locked read-modify-write on the host (a
+    full barrier on x86-64), and this lock is private to the process, so it costs no sharing."""
+    _mb_lock.acquire()
+    _mb_lock.release()
+
+
+class IPITimeout(RuntimeError):
+    """Target CPUs did not acknowledge an IPI within the bound."""
+
+    def __init__(self, cpus, seconds):
+        self.cpus = list(cpus)
+        self.seconds = seconds
+        shown = ", ".join(str(c) for c in self.cpus[:8]) + (" ..." if len(self.cpus) > 8 else "")
+        noun = "CPU" if len(self.cpus) == 1 else "CPUs"
+        super().__init__(f"{noun} {shown} did not acknowledge an IPI within {seconds:g} s")
+
+
+class Aborted(RuntimeError):
+    """The run was stopped from outside (a CPU died, or the user interrupted it)."""
+
+
+class Machine:
+    """Shared per-CPU state of ``ncpus`` simulated CPUs.
+
+    ``active`` marks the CPUs currently running the process (guest vCPUs that are busy); the
+    ``cpumask`` is ``mm_cpumask(mm)``, maintained according to ``cpumask_mode``."""
+
+    def __init__(self, ctx, ncpus: int, cpumask_mode: str = "sticky", active=None):
+        if cpumask_mode not in CPUMASK_MODES:
+            raise ValueError(f"unknown cpumask mode {cpumask_mode!r}")
+        self.ncpus = ncpus
+        self.cpumask_mode = cpumask_mode
+        self.irq_off = RawArray("b", ncpus)
+        self.ipi_gen = RawArray("q", ncpus)
+        self.ack_gen = RawArray("q", ncpus)
+        self.active = RawArray("b", ncpus)
+        self.cpumask = RawArray("b", ncpus)
+        for cpu in range(ncpus):
+            self.active[cpu] = 1 if active is None else int(bool(active[cpu]))
+            # sticky and trim start with every CPU that ever ran the process: all of them.
+            self.cpumask[cpu] = self.active[cpu] if cpumask_mode == "accurate" else 1
+        self.stats = RawArray("q", ncpus * NSTATS)
+        self.wake = [ctx.Semaphore(0) for _ in range(ncpus)]
+        # Acknowledgements, as in the C floor: each target decrements the count owed and the
+        # last one wakes the sender, so the sender sleeps through the round instead of waking
+        # once per target.
+        self.ack_lock = ctx.Lock()
+        self.acks_owed = RawValue("q", 0)
+        self.acks_done = ctx.Semaphore(0)
+        self.ready = ctx.Semaphore(0)
+        self.stop = RawValue("b", 0)
+        self.abort = RawValue("b", 0)
+        self._all_cpus = list(range(ncpus))
+
+    # -- the cpumask --------------------------------------------------------------------------
+
+    def mm_cpumask(self) -> list:
+        """The CPUs a broadcast targets (``mm_cpumask(mm)``)."""
+        if self.cpumask_mode == "sticky":
+            return self._all_cpus
+        mask = self.cpumask
+        return [cpu for cpu in self._all_cpus if mask[cpu]]
+
+    # -- IPIs ---------------------------------------------------------------------------------
+
+    def send_ipi(self, cpu: int) -> None:
+        self.ipi_gen[cpu] += 1
+        self.wake[cpu].release()
+
+    def smp_call_function_many(self, cpus, timeout: float) -> None:
+        """Send ``do_nothing`` to ``cpus`` and wait until every one has run it (``wait=1``).
+
+        Stands for the kernel's ``smp_call_function_many(mask, func, info, wait=1)``. A CPU runs
+        the handler only with its IRQs enabled, so the call returns only after every target has
+        left any IRQ-off window it was in. Raises ``IPITimeout`` naming the CPUs that did not
+        answer within ``timeout`` seconds, or ``Aborted`` if the run is being torn down."""
+        if not cpus:
+            return
+        ipi_gen, wake = self.ipi_gen, self.wake
+        self.acks_owed.value = len(cpus)
+        for cpu in cpus:
+            ipi_gen[cpu] += 1
+            wake[cpu].release()
+        acquire = self.acks_done.acquire
+        if acquire(True, ABORT_POLL):
+            return
+        deadline = time.monotonic() + timeout - ABORT_POLL
+        while not acquire(True, ABORT_POLL):
+            if self.abort.value:
+                raise Aborted("run aborted while waiting for IPI acknowledgements")
+            if time.monotonic() >= deadline:
+                raise IPITimeout(self.unacknowledged(cpus), timeout)
+
+    def unacknowledged(self, cpus) -> list:
+        return [cpu for cpu in cpus if self.ack_gen[cpu] != self.ipi_gen[cpu]]
+
+    def wake_all(self) -> None:
+        for sem in self.wake:
+            sem.release()
+
+    # -- statistics ---------------------------------------------------------------------------
+
+    def stat_total(self, index: int) -> int:
+        s = self.stats
+        return sum(s[cpu * NSTATS + index] for cpu in range(self.ncpus))
+
+    def stat_of(self, cpu: int, index: int) -> int:
+        return self.stats[cpu * NSTATS + index]

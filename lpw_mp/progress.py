@@ -1,0 +1,33 @@
+"""Progress bars for long runs (tqdm), shown only on a terminal."""
+
+import sys
+
+from tqdm import tqdm
+
+
+def progress_factory(cfg, stream=None):
+    """A factory of per-strategy progress callbacks, or None when not on a terminal.
+
+    A callback takes ``(done, total)``; ``(None, None)`` closes the bar."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return None
+
+    def make(strategy):
+        bar = None
+
+        def update(done, total):
+            nonlocal bar
+            if done is None:
+                if bar is not None:
+                    bar.close()
+                return
+            if bar is None:
+                if not total:
+                    return
+                bar = tqdm(total=total, desc=f"{strategy:>7}", unit="op", file=stream,
+                           leave=False, dynamic_ncols=True)
+            bar.n = done
+            bar.refresh()
+        return update
+    return make

@@ -1,0 +1,239 @@
+"""Judging and formatting a result: the safety verdict, trust warnings, the terminal table,
+Markdown and JSON, and writing a run folder atomically."""
+
+import json
+import os
+import secrets
+import shutil
+import time
+
+from tabulate import tabulate
+
+from lpw_mp.stats import MIN_SAMPLES, P99_SAMPLES
+from lpw_mp.units import format_duration
+
+#: Above this many simulated CPUs per host core, latencies are mostly host scheduling.
+OVERSUBSCRIBED = 4.0
+#: Coefficient of variation of IPI rounds above which the median is called unstable.
+UNSTABLE_CV = 0.5
+
+
+# -- judging ---------------------------------------------------------------------------------
+
+def safety_verdict(leg: dict) -> str:
+    """``ok``, ``VIOLATED`` (a safe strategy let a walker use freed memory: an emulator bug),
+    ``caught`` (the unsafe control was caught, as it should be) or ``not caught``."""
+    total = leg["violations"]["total"]
+    if leg["safe"]:
+        return "VIOLATED" if total else "ok"
+    return "caught" if total else "not caught"
+
+
+def leg_warnings(leg: dict, host: dict, config: dict) -> list:
+    """Reasons, pyperf-style, not to trust a leg's figures."""
+    out = []
+    rounds = leg["ipi_round_s"]
+    if 0 < rounds["n"] < MIN_SAMPLES:
+        out.append(f"only {rounds['n']} IPI rounds: the median is not reliable")
+    elif MIN_SAMPLES <= rounds["n"] < P99_SAMPLES:
+        out.append(f"p99 of only {rounds['n']} IPI rounds: it rests on one or two samples")
+    if rounds["n"] >= MIN_SAMPLES and rounds["cv"] > UNSTABLE_CV:
+        out.append(f"IPI round latency is unstable (coefficient of variation {rounds['cv']:.2f})")
+    if 0 < leg["walks"] < MIN_SAMPLES:
+        out.append(f"only {leg['walks']} walks: walker-side figures are not reliable")
+    rate = config["walk_rate"]
+    late = leg["walk_lateness_s"]
+    if rate and late is not None and late > max(1.0 / rate, 0.005):
+        out.append(f"walks started {format_duration(late)} late on average: the host could not "
+                   f"keep up with --walk-rate {rate:g}")
+    if leg["pool_exhausted"]:
+        out.append(f"{leg['pool_exhausted']} splits skipped: the PTE page pool ran out")
+    if safety_verdict(leg) == "not caught":
+        out.append("the unsafe control was not caught: the workload did not hit the race "
+                   "(see README, 'Catching the race')")
+    return out
+
+
+def run_warnings(result: dict) -> list:
+    host, out = result["host"], []
+    if host["oversubscription"] > OVERSUBSCRIBED:
+        out.append(f"{host['oversubscription']:g} simulated CPUs per host core: latencies include "
+                   f"host scheduling delay, not only the emulated protocol")
+    load = host.get("load_average")
+    if load and load[0] > host["usable_cores"]:
+        out.append(f"the host was already busy (load average {load[0]:.1f} on "
+                   f"{host['usable_cores']} cores) when the run started")
+    return out
+
+
+def annotate(result: dict) -> dict:
+    """Add the safety verdicts, warnings and walker-side ratios to ``result`` in place."""
+    legs_ok = [leg for leg in result["legs"] if leg.get("status") == "ok"]
+    base = next((leg for leg in legs_ok if leg["strategy"] == "ipi"), None)
+    for leg in legs_ok:
+        leg["safety"] = safety_verdict(leg)
+        leg["warnings"] = leg_warnings(leg, result["host"], result["config"])
+        ratio = None
+        if base and base["walker_overhead_ns"] and leg["walker_overhead_ns"] is not None:
+            ratio = leg["walker_overhead_ns"] / base["walker_overhead_ns"]
+        leg["walker_overhead_vs_ipi"] = ratio
+        if base and base["wall_s"] and leg["wall_s"]:
+            leg["speedup_vs_ipi"] = base["wall_s"] / leg["wall_s"]
+    result["warnings"] = run_warnings(result)
+    result["unsafe_violations"] = sum(leg["violations"]["total"] for leg in legs_ok
+                                      if leg["safe"])
+    return result
+
+
+def exit_status(result: dict) -> int:
+    """0: all legs ran and every safe strategy was safe; 1: a leg failed or a safe strategy
+    let a walker use freed memory; 128+N: interrupted by signal N."""
+    if result["status"] == "interrupted":
+        return 130 if result.get("signal") == "SIGINT" else 143
+    if result["status"] == "failed" or result.get("unsafe_violations"):
+        return 1
+    return 0
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+def _fmt_ratio(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def table_rows(result: dict):
+    headers = ["strategy", f"{result['config']['op']} time", "per op", "serialised", "skipped",
+               "IPIs sent", "IPI round p50", "p99", "grace periods", "walks", "retries",
+               "walker cost/walk", "vs ipi", "violations", "safety"]
+    rows, notes = [], []
+    for leg in result["legs"]:
+        if leg.get("status") != "ok":
+            rows.append([leg["strategy"], leg.get("status", "?").upper()] + [""] * 12
+                        + [leg.get("error", "")[:60]])
+            continue
+        mark = ""
+        for w in leg["warnings"]:
+            notes.append(f"[{len(notes) + 1}] {leg['strategy']}: {w}")
+            mark = "?"
+        r = leg["ipi_round_s"]
+        rows.append([
+            leg["strategy"] + mark,
+            format_duration(leg["wall_s"]),
+            format_duration(leg["per_op_s"]),
+            leg["serialisations"], leg["skipped"], leg["ipis_sent"],
+            format_duration(r["median"]), format_duration(r["p99"]),
+            leg["grace_periods"], leg["walks"], leg["retries"],
+            format_duration(leg["walker_overhead_ns"] / 1e9
+                            if leg["walker_overhead_ns"] is not None else None),
+            _fmt_ratio(leg.get("walker_overhead_vs_ipi")),
+            leg["violations"]["total"], leg["safety"],
+        ])
+    return headers, rows, notes
+
+
+def describe_setup(result: dict) -> list:
+    c, h = result["config"], result["host"]
+    return [
+        f"{c['cpus']} simulated CPUs ({c['active_cpus']} running the process), "
+        f"{c['op']} of {c['memory_h']} in {c['npmds']} THPs of {c['thp_size_h']}, "
+        f"cpumask {c['cpumask']}, {c['walk_rate']:g} walks/s per CPU, "
+        f"IRQ-off window {format_duration(c['walk_window'])}, seed {c['seed']}",
+        f"host: {h['usable_cores']} usable cores of {h['host_cpus']} "
+        f"(affinity {_ranges(h['affinity'])}), {h['oversubscription']:g} processes per core, "
+        f"Python {h['python']}, start method {h['start_method']}, "
+        f"{h['memory_bytes'] / 2**30:.1f} GiB RAM",
+    ]
+
+
+def _ranges(cores) -> str:
+    if not cores:
+        return "-"
+    spans, start, prev = [], cores[0], cores[0]
+    for c in cores[1:] + [None]:
+        if c is not None and c == prev + 1:
+            prev = c
+            continue
+        spans.append(f"{start}" if start == prev else f"{start}-{prev}")
+        if c is not None:
+            start = prev = c
+    return ",".join(spans)
+
+
+def _trailer(result: dict) -> list:
+    lines = []
+    for w in result.get("warnings", []):
+        lines.append(f"warning: {w}")
+    for leg in result["legs"]:
+        if leg.get("safety") == "VIOLATED":
+            lines.append(f"SAFETY VIOLATION: {leg['strategy']} let walkers use freed page-table "
+                         f"memory {leg['violations']['total']} times. This is a bug in lpw_mp.")
+    for e in result.get("errors", []):
+        lines.append(f"error: {e}")
+    if result["status"] == "interrupted":
+        lines.append("this run was interrupted: only the strategies above that show figures "
+                     "finished")
+    return lines
+
+
+def format_terminal(result: dict) -> str:
+    headers, rows, notes = table_rows(result)
+    parts = describe_setup(result) + ["", tabulate(rows, headers, tablefmt="simple",
+                                                   disable_numparse=True)]
+    if notes:
+        parts += ["", "? figures not to be trusted:"] + notes
+    trailer = _trailer(result)
+    if trailer:
+        parts += [""] + trailer
+    return "\n".join(parts)
+
+
+def format_markdown(result: dict) -> str:
+    headers, rows, notes = table_rows(result)
+    parts = [f"# lpw_mp run {result.get('run_id', '')}".rstrip(), "",
+             f"Status: **{result['status']}**, started {result['started']}, "
+             f"finished {result['finished']}.", "",
+             f"Command: `{' '.join(result['command'])}`", ""]
+    parts += [f"- {line}" for line in describe_setup(result)]
+    parts += ["", tabulate(rows, headers, tablefmt="github", disable_numparse=True)]
+    if notes:
+        parts += ["", "Figures marked `?` are not to be trusted:", ""]
+        parts += [f"- {n}" for n in notes]
+    trailer = _trailer(result)
+    if trailer:
+        parts += [""] + [f"- {line}" for line in trailer]
+    return "\n".join(parts) + "\n"
+
+
+# -- writing ---------------------------------------------------------------------------------
+
+def new_run_id() -> str:
+    """Time-ordered and unique even for two runs started in the same second."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def write_run(result: dict, runs_dir: str) -> str:
+    """Write ``report.md`` and ``result.json`` into a new ``runs_dir/<run-id>/``.
+
+    Both files are written into a hidden staging folder that is renamed into place, so a run
+    folder is either complete or absent, and an existing folder is never touched."""
+    os.makedirs(runs_dir, exist_ok=True)
+    while True:
+        run_id = result.get("run_id") or new_run_id()
+        final = os.path.join(runs_dir, run_id)
+        if not os.path.exists(final):
+            break
+        result.pop("run_id", None)
+    result["run_id"] = run_id
+    stage = os.path.join(runs_dir, f".{run_id}.tmp")
+    os.mkdir(stage)
+    try:
+        with open(os.path.join(stage, "result.json"), "w") as f:
+            json.dump(result, f, indent=2, sort_keys=False)
+            f.write("\n")
+        with open(os.path.join(stage, "report.md"), "w") as f:
+            f.write(format_markdown(result))
+        os.rename(stage, final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return final

@@ -1,0 +1,128 @@
+"""Runs every strategy of a configuration on the same workload and gathers one result."""
+
+import datetime
+import signal
+import sys
+
+from lpw_mp import __version__
+from lpw_mp.emulator import Emulator, EmulatorError
+from lpw_mp.hostinfo import host_metadata
+from lpw_mp.stats import summarize
+from lpw_mp.strategies import STRATEGIES
+
+FORMAT = "lpw_mp-result"
+FORMAT_VERSION = 1
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived; ``signum`` says which."""
+
+    def __init__(self, signum):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
+    """Turn a coordinator outcome and walker counters into one row of the result."""
+    cls = STRATEGIES[name]
+    st, walkers = outcome["stats"], outcome["walkers"]
+    nops = sum(st["ops"].values())
+    walks = walkers["walks"]
+    wall = st["wall_s"]
+    return {
+        "strategy": name,
+        "safe": cls.safe,
+        "kernel": cls.kernel,
+        "status": "ok",
+        "op": cfg.op,
+        "ops": st["ops"],
+        "thps": cfg.npmds,
+        "operations": nops,
+        "wall_s": wall,
+        "per_op_s": wall / nops if nops else None,
+        "serialisations": st["serialisations"],
+        "skipped": st["skipped"],
+        "ipis_sent": st["ipis_sent"],
+        "ipi_round_s": summarize(st["rounds"]),
+        "grace_periods": st["grace_periods"],
+        "grace_period_s": summarize(st["gp_latencies"]),
+        "pool_exhausted": st["pool_exhausted"],
+        "walks": walks,
+        "walks_per_s": walks / wall if wall else None,
+        "walks_held": walkers["held"],
+        "retries": walkers["retries"],
+        "ipis_handled": walkers["ipis_handled"],
+        "walker_overhead_ns": walkers["begin_end_ns"] / walks if walks else None,
+        "irq_off_ns": walkers["walk_ns"] / walks if walks else None,
+        "walk_lateness_s": walkers["late_ns"] / walks / 1e9 if walks else None,
+        "violations": violations,
+    }
+
+
+def run_strategy(cfg, name: str, on_progress=None) -> dict:
+    """One leg: a fresh machine, the operation under ``name``, and its counts."""
+    with Emulator(cfg, name) as emu:
+        emu.start_coordinator()
+        outcome = emu.wait_coordinator(on_progress)
+        checker = emu.checker
+        violations = {"total": checker.total(), "by_kind": checker.by_kind(),
+                      "examples": checker.violations()[:10]}
+        return leg_result(cfg, name, outcome, violations)
+
+
+def run(cfg, argv=None, progress_factory=None) -> dict:
+    """Run every strategy of ``cfg`` in turn; never raises for a failed leg or an interrupt.
+
+    The result's ``status`` is ``complete``, ``failed`` (a leg failed; later legs were not run)
+    or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it)."""
+    result = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
+        "command": list(argv if argv is not None else sys.argv),
+        "started": _now(), "finished": None, "status": "complete",
+        "config": cfg.to_dict(), "host": host_metadata(cfg.cpus, cfg.start_method),
+        "legs": [], "errors": [],
+    }
+
+    caught = []
+
+    def on_signal(signum, frame):
+        # Raise once; a second Ctrl-C must not interrupt the teardown the first one started.
+        caught.append(signum)
+        if len(caught) == 1:
+            raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, on_signal)
+    previous_int = signal.signal(signal.SIGINT, on_signal)
+    try:
+        for name in cfg.strategies:
+            bar = progress_factory(name) if progress_factory else None
+            try:
+                result["legs"].append(run_strategy(cfg, name, bar))
+            except EmulatorError as exc:
+                result["status"] = "failed"
+                result["errors"].append(str(exc))
+                result["legs"].append({"strategy": name, "safe": STRATEGIES[name].safe,
+                                       "kernel": STRATEGIES[name].kernel,
+                                       "status": "failed", "error": str(exc)})
+                break
+            finally:
+                if bar is not None:
+                    bar(None, None)
+    except Interrupted as exc:
+        result["status"] = "interrupted"
+        result["signal"] = signal.Signals(exc.signum).name
+        result["errors"].append(f"interrupted by {result['signal']}")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
+    done = {leg["strategy"] for leg in result["legs"]}
+    for name in cfg.strategies:
+        if name not in done:
+            result["legs"].append({"strategy": name, "safe": STRATEGIES[name].safe,
+                                   "kernel": STRATEGIES[name].kernel, "status": "not run"})
+    result["finished"] = _now()
+    return result

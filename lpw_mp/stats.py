@@ -1,0 +1,31 @@
+"""Small statistics helpers: percentiles and the summaries reports print."""
+
+import math
+import statistics
+
+#: Fewer samples than this make a median unreliable.
+MIN_SAMPLES = 20
+#: A p99 from fewer samples than this is decided by one or two of them.
+P99_SAMPLES = 100
+
+
+def percentile(values, q: float):
+    """The ``q``-th percentile (0..100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    data = sorted(values)
+    pos = (len(data) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def summarize(values) -> dict:
+    """n, mean, median, p99, min, max and the coefficient of variation of ``values``."""
+    values = list(values)
+    if not values:
+        return {"n": 0, "mean": None, "median": None, "p99": None, "min": None, "max": None,
+                "cv": None}
+    mean = statistics.fmean(values)
+    cv = statistics.pstdev(values) / mean if len(values) > 1 and mean else 0.0
+    return {"n": len(values), "mean": mean, "median": statistics.median(values),
+            "p99": percentile(values, 99), "min": min(values), "max": max(values), "cv": cv}

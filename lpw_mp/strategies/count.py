@@ -1,0 +1,49 @@
+"""``count``: the seed (v5, Oct 2019), one atomic counter of running lockless walks per mm."""
+
+from lpw_mp.machine import smp_mb
+from lpw_mp.strategies.base import Strategy
+
+
+class CountStrategy(Strategy):
+    """Leonardo Bras's v5 series (20191003013325.2614-1-leonardo@linux.ibm.com).
+
+    ``begin_lockless_pgtbl_walk`` / ``end_lockless_pgtbl_walk`` increment and decrement one
+    counter shared by every CPU (here a ``multiprocessing.Value`` and its lock, the atomic); the
+    updater skips the broadcast when ``running_lockless_pgtbl_walk()`` reads zero."""
+
+    name = "count"
+    kernel = "v5 series: atomic lockless_pgtbl_walk_count per mm, skip IPI when zero"
+
+    def __init__(self, ctx, machine):
+        super().__init__(ctx, machine)
+        self.counter = ctx.Value("q", 0, lock=ctx.Lock())
+        self._lock = self.counter.get_lock()
+        self._obj = self.counter.get_obj()
+        self._stop = machine.stop
+
+    def _atomic_add(self, delta: int) -> None:
+        lock = self._lock
+        if not lock.acquire(False):
+            # Contended: block, but give up if the run is being torn down (the holder may be dead).
+            while not lock.acquire(True, 0.2):
+                if self._stop.value:
+                    raise SystemExit(0)
+        self._obj.value += delta
+        lock.release()
+
+    def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
+        self._atomic_add(1)
+
+    def end_lockless_pgtbl_walk(self, cpu: int) -> None:
+        self._atomic_add(-1)
+
+    def running_lockless_pgtbl_walk(self) -> int:
+        """How many walks are in progress (an ``atomic_read``: no lock)."""
+        return self._obj.value
+
+    def serialize_against_pte_lookup(self, up) -> None:
+        smp_mb()
+        if self.running_lockless_pgtbl_walk():
+            up.broadcast(self.m.mm_cpumask())
+        else:
+            up.stats.skipped += 1

@@ -1,0 +1,14 @@
+"""``none``: no serialisation at all, the unsafe control the safety checker must catch."""
+
+from lpw_mp.strategies.base import Strategy
+
+
+class NoneStrategy(Strategy):
+    """Clear and free at once. No kernel ever did this: it exists to show the race is real."""
+
+    name = "none"
+    kernel = "(control) no serialisation: clear and free immediately"
+    safe = False
+
+    def serialize_against_pte_lookup(self, up) -> None:
+        up.stats.skipped += 1

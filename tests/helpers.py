@@ -1,0 +1,23 @@
+"""Shared helpers for process-level tests."""
+
+import time
+
+from lpw_mp.coordinator import P_PHASE, P_SLOT
+
+
+def wait_until(predicate, timeout=10.0, what="condition"):
+    """Poll ``predicate`` until true; fail the test (not hang) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def wait_for_phase(emu, slot, phase, timeout=10.0):
+    wait_until(lambda: emu.progress[P_SLOT] == slot and emu.progress[P_PHASE] == phase,
+               timeout, f"coordinator phase {phase} on slot {slot}")
+
+
+def acquire(sem, timeout=10.0, what="semaphore"):
+    assert sem.acquire(True, timeout), f"timed out waiting for {what}"
