@@ -29,8 +29,8 @@ class RCUStrategy(Strategy):
     munmap clears PMDs without waiting; the pages to free go into a batch (``tlb_remove_table``)
     freed after one grace period: every CPU seen outside a walk since the batch closed. Quiescent
     states are reported by the CPUs themselves (at the end of a walk while a grace period is
-    waiting, and on entering idle, like dynticks-idle), each report followed by a full barrier,
-    so the updater never infers one from a flag a walker has not yet published. Walkers re-check
+    waiting, and on entering idle, like dynticks-idle), each report a full barrier; only the
+    last CPU owed wakes the updater, as ``rcu_report_qs_rnp()`` does. Walkers re-check
     the PMD after use and drop the result if it changed (``gup_fast``'s ``pmd_val`` re-check).
 
     Split and collapse repurpose a PMD slot in place rather than free a page; a batch cannot
@@ -44,30 +44,44 @@ class RCUStrategy(Strategy):
     def __init__(self, ctx, machine, batch: int = MAX_TABLE_BATCH):
         super().__init__(ctx, machine)
         n = machine.ncpus
-        self.qs_seq = RawArray("q", n * SLOT_STRIDE)
+        # rcu_node's qsmask, flattened: a CPU owes a quiescent state while its slot is set;
+        # the last CPU to report wakes the grace-period waiter.
+        self.needs_qs = RawArray("q", n * SLOT_STRIDE)
         self.idle = RawArray("q", n * SLOT_STRIDE)
-        self.gp_waiting = RawValue("b", 0)
-        self.gp_wake = ctx.Semaphore(0)
+        self.qs_lock = ctx.Lock()
+        self.qs_pending = RawValue("q", 0)
+        self.gp_done = ctx.Semaphore(0)
         self.batch_size = batch
         self._batch = []
         self._batch_pages = []
 
+    # -- quiescent states ---------------------------------------------------------------------
+
+    def rcu_report_qs(self, cpu: int) -> None:
+        """CPU ``cpu`` passed a quiescent state; the last one owed ends the grace period.
+        The lock is also the full barrier that orders the report before the CPU's next walk."""
+        with self.qs_lock:
+            slot = cpu * SLOT_STRIDE
+            if not self.needs_qs[slot]:
+                return
+            self.needs_qs[slot] = 0
+            left = self.qs_pending.value - 1
+            self.qs_pending.value = left
+        if left == 0:
+            self.gp_done.release()
+
     # -- walker side --------------------------------------------------------------------------
 
-    def _report_qs(self, cpu: int) -> None:
-        self.qs_seq[cpu * SLOT_STRIDE] += 1
-        smp_mb()
-        self.gp_wake.release()
-
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        if self.gp_waiting.value:
-            self._report_qs(cpu)
+        if self.needs_qs[cpu * SLOT_STRIDE]:
+            self.rcu_report_qs(cpu)
 
     def cpu_idle_enter(self, cpu: int) -> None:
+        # dynticks-idle: an idle CPU is in an extended quiescent state.
         self.idle[cpu * SLOT_STRIDE] = 1
         smp_mb()
-        if self.gp_waiting.value:
-            self.gp_wake.release()
+        if self.needs_qs[cpu * SLOT_STRIDE]:
+            self.rcu_report_qs(cpu)
 
     def cpu_idle_exit(self, cpu: int) -> None:
         self.idle[cpu * SLOT_STRIDE] = 0
@@ -78,27 +92,29 @@ class RCUStrategy(Strategy):
     def synchronize_rcu(self, up) -> None:
         """Wait one grace period: every CPU idle or past a quiescent state since it began."""
         start = time.perf_counter()
-        self.gp_waiting.value = 1
+        n, needs, idle = self.m.ncpus, self.needs_qs, self.idle
+        with self.qs_lock:
+            self.qs_pending.value = n + 1  # +1: our own reference, dropped below
+            for cpu in range(n):
+                needs[cpu * SLOT_STRIDE] = 1
         smp_mb()
-        qs, idle = self.qs_seq, self.idle
-        snap = {cpu: qs[cpu * SLOT_STRIDE] for cpu in range(self.m.ncpus)}
-        pending = [cpu for cpu in snap if not idle[cpu * SLOT_STRIDE]]
-        deadline = time.monotonic() + up.timeout
-        try:
-            while pending:
-                pending = [cpu for cpu in pending
-                           if not idle[cpu * SLOT_STRIDE] and qs[cpu * SLOT_STRIDE] == snap[cpu]]
-                if not pending:
-                    break
-                self.gp_wake.acquire(True, min(0.01, ABORT_POLL))
+        # Every CPU seen idle now is quiescent; report for it. A CPU entering idle at the same
+        # moment either sees its flag set and reports itself, or is seen idle here: the two
+        # barriers make one of them certain, and the lock makes the report count once.
+        for cpu in range(n):
+            if idle[cpu * SLOT_STRIDE]:
+                self.rcu_report_qs(cpu)
+        with self.qs_lock:
+            left = self.qs_pending.value - 1
+            self.qs_pending.value = left
+        if left:
+            deadline = time.monotonic() + up.timeout
+            while not self.gp_done.acquire(True, ABORT_POLL):
                 if self.m.abort.value:
                     raise Aborted("run aborted while waiting for a grace period")
                 if time.monotonic() >= deadline:
-                    raise GracePeriodTimeout(pending, up.timeout)
-        finally:
-            self.gp_waiting.value = 0
-            while self.gp_wake.acquire(False):
-                pass
+                    owed = [c for c in range(n) if needs[c * SLOT_STRIDE]]
+                    raise GracePeriodTimeout(owed, up.timeout)
         up.stats.grace_periods += 1
         up.stats.gp_latencies.append(time.perf_counter() - start)
 
