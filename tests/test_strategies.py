@@ -1,0 +1,117 @@
+"""What came after the seed: percpu's targeted IPIs, rcu's grace periods, and the cpumask
+modes, each shown on real CPU processes with walkers paused at known points."""
+
+import time
+
+import pytest
+
+from helpers import acquire, wait_for_phase, wait_until
+from lpw_mp import pagetable as ptm
+from lpw_mp.coordinator import PHASE_SERIALIZING, P_DONE
+from lpw_mp.cpu import WalkHook
+from lpw_mp.emulator import Emulator
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_percpu_ipis_only_the_cpus_inside_a_walk(cfg, ctx):
+    """With walkers paused inside their windows on CPUs 1 and 4 of 6, percpu sends the IPI to
+    those two CPUs alone, waits for both, and leaves every other CPU undisturbed."""
+    c = cfg(cpus=6, memory=16 << 20, pte_fraction=1.0)
+    hooks = [WalkHook(ctx, cpu=1, slot=0), WalkHook(ctx, cpu=4, slot=5)]
+    with Emulator(c, "percpu", hooks=hooks, ctx=ctx) as emu:
+        for hook in hooks:
+            acquire(hook.paused, what=f"walker on CPU {hook.cpu}")
+        m = emu.machine
+        emu.start_coordinator(slots=[2])
+        wait_for_phase(emu, 2, PHASE_SERIALIZING)
+        time.sleep(0.2)
+        assert [m.ipi_gen[cpu] for cpu in range(6)] == [0, 1, 0, 0, 1, 0]
+        assert emu.progress[1] == PHASE_SERIALIZING
+        hooks[0].resume.release()
+        time.sleep(0.2)
+        assert emu.progress[1] == PHASE_SERIALIZING, "did not wait for CPU 4"
+        hooks[1].resume.release()
+        out = emu.wait_coordinator()
+        assert out["stats"]["ipis_sent"] == 2 and out["stats"]["serialisations"] == 1
+        assert [m.ack_gen[cpu] for cpu in range(6)] == [0, 1, 0, 0, 1, 0]
+
+
+def test_percpu_skips_the_broadcast_when_nobody_walks(cfg):
+    """With every CPU idle, percpu finds no slot set and sends no IPI for any THP."""
+    c = cfg(cpus=4, memory=16 << 20)
+    with Emulator(c, "percpu") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+    assert st["ipis_sent"] == 0 and st["skipped"] == c.npmds
+
+
+def test_rcu_frees_a_held_page_only_after_the_walker_leaves(cfg, ctx):
+    """rcu clears the PMD at once but keeps the PTE page until a grace period ends; a walker
+    paused inside its window holds the grace period open, sends no IPI, and on leaving sees
+    the PMD changed and drops its result (a retry)."""
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=1.0)
+    hook = WalkHook(ctx, cpu=2, slot=4)
+    with Emulator(c, "rcu", hooks=[hook], ctx=ctx) as emu:
+        acquire(hook.paused, what="walker to pause")
+        page = ptm.pmd_index(emu.table.pmds[4])
+        emu.start_coordinator()  # the whole region: one batch, one grace period at the end
+        wait_until(lambda: emu.progress[P_DONE] == c.npmds, what="every PMD to be cleared")
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:  # the clears go on; the frees must not
+            assert emu.table.page_gen[page] == 0
+        assert emu.table.pmds[4] == 0
+        hook.resume.release()
+        out = emu.wait_coordinator()
+        assert emu.table.page_gen[page] == 1
+        assert out["stats"]["grace_periods"] == 1 and out["stats"]["ipis_sent"] == 0
+        assert out["walkers"]["retries"] == 1
+        assert emu.checker.total() == 0
+        assert emu.table.free_pages() == emu.table.npages
+
+
+def test_rcu_batches_frees_into_grace_periods(cfg):
+    """munmap under rcu waits one grace period per full mmu_gather batch (509 tables), not
+    one per THP."""
+    c = cfg(cpus=2, memory=2 << 30, pte_fraction=1.0)
+    with Emulator(c, "rcu") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+    assert c.npmds == 1024
+    assert st["grace_periods"] == 3  # 509 + 509 + the last 6 at tlb_finish_mmu
+    assert st["destroyed"] == 1024
+
+
+def test_trim_drops_idle_cpus_after_the_first_broadcast(cfg):
+    """--cpumask trim: idle (lazy) CPUs take the first IPI and leave mm_cpumask, so every later
+    broadcast goes to the CPUs running the process only."""
+    c = cfg(cpus=8, memory=8 << 20, cpumask="trim", active_fraction=0.25)
+    with Emulator(c, "ipi") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+        mask = list(emu.machine.cpumask)
+    assert c.active_cpus == 2
+    assert st["serialisations"] == 4
+    assert st["ipis_sent"] == 8 + 3 * 2
+    assert mask == [1, 1, 0, 0, 0, 0, 0, 0]
+
+
+def test_sticky_keeps_every_cpu_in_the_mask(cfg):
+    """--cpumask sticky (powerpc before v5.12): idle CPUs are IPI'd on every broadcast."""
+    c = cfg(cpus=8, memory=8 << 20, cpumask="sticky", active_fraction=0.25)
+    with Emulator(c, "ipi") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+    assert st["ipis_sent"] == 4 * 8
+
+
+def test_accurate_never_targets_an_inactive_cpu(cfg):
+    """--cpumask accurate (x86): only CPUs running the process are ever IPI'd."""
+    c = cfg(cpus=8, memory=8 << 20, cpumask="accurate", active_fraction=0.5, walk_rate=200.0)
+    with Emulator(c, "ipi") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+        m = emu.machine
+        assert [m.ipi_gen[cpu] for cpu in range(4, 8)] == [0, 0, 0, 0]
+        assert [m.ipi_gen[cpu] for cpu in range(4)] == [4, 4, 4, 4]
+    assert st["ipis_sent"] == 4 * 4
