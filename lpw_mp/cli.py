@@ -4,6 +4,7 @@ Every usage error is one line on stderr and exit status 2, before anything is st
 """
 
 import argparse
+import importlib
 import json
 import sys
 
@@ -138,10 +139,30 @@ def cmd_run(argv) -> int:
     return exit_status(result)
 
 
+#: Subcommands: name -> "module:function" taking argv (after the name) and returning a status.
+#: Without a subcommand, ``python -m lpw_mp [options]`` is ``run``.
+COMMANDS = {
+    "run": "lpw_mp.cli:cmd_run",
+    "reproduce": "lpw_mp.reproduce:main",
+    "sweep": "lpw_mp.sweep:main",
+    "compare": "lpw_mp.compare:main",
+}
+
+
+def _command(argv):
+    if argv and argv[0] in COMMANDS:
+        name, argv = argv[0], argv[1:]
+    else:
+        name = "run"
+    module, func = COMMANDS[name].split(":")
+    return getattr(importlib.import_module(module), func), argv
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return cmd_run(argv)
+        command, rest = _command(argv)
+        return command(rest)
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
