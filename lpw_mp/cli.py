@@ -84,6 +84,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active-fraction", type=_typed(_float, "fraction"),
                    default=d.active_fraction,
                    help="fraction of CPUs running the process; the rest are idle (default 1)")
+    p.add_argument("--walker-time", type=_typed(parse_duration, "duration"),
+                   default=d.walker_time,
+                   help="per strategy, how long the CPUs walk with no updater running to "
+                        "measure the walker-side cost (default 1s; 0 skips it)")
     p.add_argument("--seed", type=_typed(_int, "seed"), default=d.seed,
                    help="seed of the page-table layout and the walk addresses")
     p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),

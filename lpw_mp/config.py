@@ -36,6 +36,8 @@ class Config:
     active_fraction: float = 1.0
     #: Operations performed by --op mixed (0: one per slot).
     mixed_ops: int = 0
+    #: Seconds the CPUs walk, with no updater, to measure each strategy's walker side.
+    walker_time: float = 1.0
     seed: int = 1
     ipi_timeout: float = 10.0
     start_method: str = "fork"
@@ -117,6 +119,8 @@ class Config:
             raise ConfigError("--ops must be zero or positive")
         if self.mixed_ops and self.op != "mixed":
             raise ConfigError("--ops only applies to --op mixed")
+        if not (math.isfinite(self.walker_time) and 0 <= self.walker_time <= 600):
+            raise ConfigError("--walker-time must be between 0 and 600 s")
         if not (math.isfinite(self.ipi_timeout) and self.ipi_timeout > 0):
             raise ConfigError("--ipi-timeout must be a positive duration")
         if self.start_method not in START_METHODS:

@@ -7,6 +7,7 @@ flag is set, because the only place it runs handlers is the IRQs-enabled part of
 
 import ctypes
 import gc
+import math
 import os
 import random
 import signal
@@ -14,9 +15,9 @@ import time
 
 from lpw_mp import checker as chk
 from lpw_mp import pagetable as ptm
+from lpw_mp.machine import (HIST_BUCKETS, HIST_STEPS, NSTATS, ST_BEGIN_END_NS, ST_HELD,
+                            ST_IPIS, ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS)
 from lpw_mp.strategies.base import Strategy
-from lpw_mp.machine import (NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS,
-                            ST_RETRIES, ST_WALK_NS, ST_WALKS)
 
 PR_SET_PDEATHSIG = 1
 
@@ -38,6 +39,10 @@ def become_child(parent_pid: int) -> None:
     # Ctrl-C goes to the whole process group; only the parent decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def hist_bucket(ns: int) -> int:
+    return min(HIST_BUCKETS - 1, int(math.log2(ns) * HIST_STEPS)) if ns > 0 else 0
 
 
 class WalkHook:
@@ -67,6 +72,8 @@ class SimulatedCPU:
         self.rng = random.Random(f"{seed}/cpu{cpu}")
         self.hook = hook
         self.stat_base = cpu * NSTATS
+        self.cost_hist, self.window_hist = machine.cost_hist, machine.window_hist
+        self.hist_base = cpu * HIST_BUCKETS
 
     # -- the walk -----------------------------------------------------------------------------
 
@@ -110,8 +117,22 @@ class SimulatedCPU:
         m.irq_off[cpu] = 0                      # local_irq_enable()
         t3 = clock()
         stats[base + ST_WALKS] += 1
-        stats[base + ST_BEGIN_END_NS] += (t1 - t0) + (t3 - t2)
+        cost = (t1 - t0) + (t3 - t2)
+        stats[base + ST_BEGIN_END_NS] += cost
         stats[base + ST_WALK_NS] += t3 - t0
+        hist_base = self.hist_base
+        self.cost_hist[hist_base + hist_bucket(cost)] += 1
+        self.window_hist[hist_base + hist_bucket(t3 - t0)] += 1
+
+    def warm_up(self) -> None:
+        """One walk before the CPU counts as started, its figures discarded: the first pass
+        takes the copy-on-write faults of a freshly forked process, which would otherwise be
+        charged to the strategy under test. No updater runs yet, so it cannot race."""
+        self.walk(0, 0)
+        row = self.stat_base
+        self.m.stats[row:row + NSTATS] = [0] * NSTATS
+        for hist in (self.cost_hist, self.window_hist):
+            hist[self.hist_base:self.hist_base + HIST_BUCKETS] = [0] * HIST_BUCKETS
 
     # -- the loop -----------------------------------------------------------------------------
 
@@ -129,13 +150,14 @@ class SimulatedCPU:
         base = Strategy.cpu_idle_enter
         idle_hooks = type(strategy).cpu_idle_enter is not base
         idle_enter, idle_exit = strategy.cpu_idle_enter, strategy.cpu_idle_exit
-        stop = m.stop
+        stop, saturate = m.stop, m.saturate
         rng = self.rng
         npmds, nsub = self.pt.npmds, self.pt.ptrs_per_pte
         stats = m.stats
         late_index, ipis_index = self.stat_base + ST_LATE_NS, self.stat_base + ST_IPIS
         rate = self.walk_rate
         monotonic = time.monotonic
+        self.warm_up()
         m.ready.release()
         if self.hook is not None:
             self.walk(self.hook.slot, self.hook.sub, self.hook)
@@ -156,6 +178,11 @@ class SimulatedCPU:
                     acks_done_release()
             if stop.value:
                 return
+            if saturate.value:
+                self.walk(rng.randrange(npmds), rng.randrange(nsub))
+                # Once the phase ends, resume the configured rate from now, not in a burst.
+                next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
+                continue
             timeout = None if next_walk is None else next_walk - monotonic()
             if timeout is None or timeout > 0:
                 if idle_hooks:
@@ -166,6 +193,8 @@ class SimulatedCPU:
                     woke = wake_acquire(True, timeout)
                 if woke:
                     continue
+            if next_walk is None:  # woken by the end of a walker phase, with no walks due
+                continue
             stats[late_index] += int((monotonic() - next_walk) * 1e9)
             self.walk(rng.randrange(npmds), rng.randrange(nsub))
             # Poisson arrivals; a CPU that fell far behind (descheduled) does not burst to catch up.

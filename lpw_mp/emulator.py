@@ -16,8 +16,8 @@ from multiprocessing.connection import wait
 from lpw_mp.checker import SafetyChecker
 from lpw_mp.coordinator import coordinator_main, new_progress, P_DONE, P_TOTAL
 from lpw_mp.cpu import cpu_main
-from lpw_mp.machine import (NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS, ST_RETRIES,
-                            ST_WALK_NS, ST_WALKS, Machine)
+from lpw_mp.machine import (HIST_BUCKETS, NSTATS, ST_BEGIN_END_NS, ST_HELD,
+                            ST_IPIS, ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS, Machine)
 from lpw_mp.pagetable import PageTable
 from lpw_mp.strategies import STRATEGIES
 
@@ -102,7 +102,7 @@ class Emulator:
         deadline = time.monotonic() + READY_BASE + READY_PER_CPU * self.cfg.cpus
         for _ in range(self.cfg.cpus):
             while not self.machine.ready.acquire(True, 0.5):
-                self._raise_if_cpu_died("while starting")
+                self.raise_if_cpu_died("while starting")
                 if time.monotonic() > deadline:
                     raise EmulatorError("simulated CPUs did not start in time")
 
@@ -123,7 +123,8 @@ class Emulator:
 
     # -- watch --------------------------------------------------------------------------------
 
-    def _raise_if_cpu_died(self, when: str) -> None:
+    def raise_if_cpu_died(self, when: str) -> None:
+        """Raise EmulatorError naming the first CPU process found dead."""
         for cpu, proc in enumerate(self.cpus):
             if proc.exitcode is not None and cpu not in self._dead:
                 self._dead[cpu] = proc.exitcode
@@ -185,6 +186,11 @@ class Emulator:
         for name, index in WALKER_STATS.items():
             total = sum(stats[cpu * NSTATS + index] for cpu in range(self.cfg.cpus))
             out[name] = total - (since[name] if since else 0)
+        n = HIST_BUCKETS
+        for name in ("cost_hist", "window_hist"):
+            hist = getattr(self.machine, name)
+            merged = [sum(hist[cpu * n + b] for cpu in range(self.cfg.cpus)) for b in range(n)]
+            out[name] = [a - b for a, b in zip(merged, since[name])] if since else merged
         return out
 
     # -- stop ---------------------------------------------------------------------------------

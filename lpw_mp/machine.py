@@ -21,6 +21,11 @@ ST_RETRIES = 5        # walks dropped because the PMD changed under them (rcu)
 ST_LATE_NS = 6        # how far behind schedule walks started (host scheduling delay)
 NSTATS = 8
 
+#: Histograms of the begin/end cost and of the IRQ-off window per walk, in nanoseconds:
+#: HIST_STEPS buckets per doubling (9% wide), so medians are not hostage to one preemption.
+HIST_STEPS = 8
+HIST_BUCKETS = 40 * HIST_STEPS
+
 #: How often a waiting coordinator wakes to see whether the run was aborted.
 ABORT_POLL = 0.2
 
@@ -74,6 +79,8 @@ class Machine:
             # sticky and trim start with every CPU that ever ran the process: all of them.
             self.cpumask[cpu] = self.active[cpu] if cpumask_mode == "accurate" else 1
         self.stats = RawArray("q", ncpus * NSTATS)
+        self.cost_hist = RawArray("q", ncpus * HIST_BUCKETS)
+        self.window_hist = RawArray("q", ncpus * HIST_BUCKETS)
         self.wake = [ctx.Semaphore(0) for _ in range(ncpus)]
         # Acknowledgements, as in the C floor: each target decrements the count owed and the
         # last one wakes the sender, so the sender sleeps through the round instead of waking
@@ -83,6 +90,8 @@ class Machine:
         self.acks_done = ctx.Semaphore(0)
         self.ready = ctx.Semaphore(0)
         self.stop = RawValue("b", 0)
+        # Set during the walker phase: every CPU walks back to back instead of at --walk-rate.
+        self.saturate = RawValue("b", 0)
         self.abort = RawValue("b", 0)
         self._all_cpus = list(range(ncpus))
 

@@ -11,6 +11,7 @@ from tabulate import tabulate
 
 from lpw_mp.stats import MIN_SAMPLES, P99_SAMPLES
 from lpw_mp.units import format_duration
+from lpw_mp.walkers import compare_to_ipi
 
 #: Above this many simulated CPUs per host core, latencies are mostly host scheduling.
 OVERSUBSCRIBED = 4.0
@@ -39,8 +40,10 @@ def leg_warnings(leg: dict, host: dict, config: dict) -> list:
         out.append(f"p99 of only {rounds['n']} IPI rounds: it rests on one or two samples")
     if rounds["n"] >= MIN_SAMPLES and rounds["cv"] > UNSTABLE_CV:
         out.append(f"IPI round latency is unstable (coefficient of variation {rounds['cv']:.2f})")
-    if 0 < leg["walks"] < MIN_SAMPLES:
-        out.append(f"only {leg['walks']} walks: walker-side figures are not reliable")
+    walker = leg.get("walker_side")
+    if walker is not None and walker["walks"] < MIN_SAMPLES:
+        out.append(f"only {walker['walks']} walks in {walker['seconds']:.1f} s of walker phase: "
+                   f"walker-side figures are not reliable (raise --walker-time or --walk-rate)")
     rate = config["walk_rate"]
     late = leg["walk_lateness_s"]
     if rate and late is not None and late > max(1.0 / rate, 0.005):
@@ -73,10 +76,8 @@ def annotate(result: dict) -> dict:
     for leg in legs_ok:
         leg["safety"] = safety_verdict(leg)
         leg["warnings"] = leg_warnings(leg, result["host"], result["config"])
-        ratio = None
-        if base and base["walker_overhead_ns"] and leg["walker_overhead_ns"] is not None:
-            ratio = leg["walker_overhead_ns"] / base["walker_overhead_ns"]
-        leg["walker_overhead_vs_ipi"] = ratio
+        leg["walker_vs_ipi"] = compare_to_ipi(leg.get("walker_side"),
+                                              base.get("walker_side") if base else None)
         if base and base["wall_s"] and leg["wall_s"]:
             leg["speedup_vs_ipi"] = base["wall_s"] / leg["wall_s"]
     result["warnings"] = run_warnings(result)
@@ -97,38 +98,55 @@ def exit_status(result: dict) -> int:
 
 # -- tables ----------------------------------------------------------------------------------
 
-def _fmt_ratio(x):
-    return "-" if x is None else f"{x:.2f}x"
+def _fmt_ratio(x, suffix=""):
+    return "-" if x is None else f"{x:.2f}x" + (f" {suffix}" if suffix else "")
+
+
+def _ns(value):
+    return format_duration(value / 1e9 if value is not None else None)
 
 
 def table_rows(result: dict):
-    headers = ["strategy", f"{result['config']['op']} time", "per op", "serialised", "skipped",
-               "IPIs sent", "IPI round p50", "p99", "grace periods", "walks", "retries",
-               "walker cost/walk", "vs ipi", "violations", "safety"]
-    rows, notes = [], []
+    """Two tables, updater side and walker side, and the numbered notes behind each ``?``."""
+    op = result["config"]["op"]
+    updater_headers = ["strategy", f"{op} time", "per op", "vs ipi", "serialised", "skipped",
+                       "IPIs sent", "IPI round p50", "p99", "grace periods", "violations",
+                       "safety"]
+    walker_headers = ["strategy", "walks/s", "begin+end p50", "vs ipi", "added per walk",
+                      "share of a walk", "p99", "p99 vs ipi", f"walks during {op}", "retries"]
+    updater, walker, notes = [], [], []
     for leg in result["legs"]:
+        name = leg["strategy"]
         if leg.get("status") != "ok":
-            rows.append([leg["strategy"], leg.get("status", "?").upper()] + [""] * 12
-                        + [leg.get("error", "")[:60]])
+            failed = [name, leg.get("status", "?").upper(), leg.get("error", "")]
+            updater.append(failed + [""] * (len(updater_headers) - 3))
+            walker.append(failed[:2] + [""] * (len(walker_headers) - 2))
             continue
-        mark = ""
         for w in leg["warnings"]:
-            notes.append(f"[{len(notes) + 1}] {leg['strategy']}: {w}")
-            mark = "?"
+            notes.append(f"[{len(notes) + 1}] {name}: {w}")
+        name += "?" if leg["warnings"] else ""
         r = leg["ipi_round_s"]
-        rows.append([
-            leg["strategy"] + mark,
-            format_duration(leg["wall_s"]),
-            format_duration(leg["per_op_s"]),
+        updater.append([
+            name, format_duration(leg["wall_s"]), format_duration(leg["per_op_s"]),
+            "baseline" if leg["strategy"] == "ipi"
+            else _fmt_ratio(leg.get("speedup_vs_ipi"), "faster"),
             leg["serialisations"], leg["skipped"], leg["ipis_sent"],
-            format_duration(r["median"]), format_duration(r["p99"]),
-            leg["grace_periods"], leg["walks"], leg["retries"],
-            format_duration(leg["walker_overhead_ns"] / 1e9
-                            if leg["walker_overhead_ns"] is not None else None),
-            _fmt_ratio(leg.get("walker_overhead_vs_ipi")),
-            leg["violations"]["total"], leg["safety"],
-        ])
-    return headers, rows, notes
+            format_duration(r["median"]), format_duration(r["p99"]), leg["grace_periods"],
+            leg["violations"]["total"], leg["safety"]])
+        side, rel = leg.get("walker_side") or {}, leg["walker_vs_ipi"]
+        if leg["strategy"] == "ipi" or rel["begin_end_ratio"] is None:
+            relative = ["baseline" if leg["strategy"] == "ipi" else "-", "-", "-"]
+        else:
+            noise = " (within resolution)" if not rel["resolved"] else ""
+            relative = [_fmt_ratio(rel["begin_end_ratio"]), _ns(rel["added_ns"]) + noise,
+                        f"{rel['added_share']:+.1%}"]
+        walker.append([
+            name, f"{side['walks_per_s']:.0f}" if side else "-",
+            _ns(side.get("begin_end_median_ns")), *relative,
+            _ns(side.get("begin_end_p99_ns")),
+            "-" if leg["strategy"] == "ipi" else _fmt_ratio(rel["p99_ratio"]),
+            leg["walks"], leg["retries"]])
+    return (updater_headers, updater), (walker_headers, walker), notes
 
 
 def describe_setup(result: dict) -> list:
@@ -176,9 +194,11 @@ def _trailer(result: dict) -> list:
 
 
 def format_terminal(result: dict) -> str:
-    headers, rows, notes = table_rows(result)
-    parts = describe_setup(result) + ["", tabulate(rows, headers, tablefmt="simple",
-                                                   disable_numparse=True)]
+    (uh, ur), (wh, wr), notes = table_rows(result)
+    parts = describe_setup(result) + [
+        "", "Updater side", tabulate(ur, uh, tablefmt="simple", disable_numparse=True),
+        "", "Walker side (every CPU walking back to back, no updater running)",
+        tabulate(wr, wh, tablefmt="simple", disable_numparse=True)]
     if notes:
         parts += ["", "? figures not to be trusted:"] + notes
     trailer = _trailer(result)
@@ -188,13 +208,20 @@ def format_terminal(result: dict) -> str:
 
 
 def format_markdown(result: dict) -> str:
-    headers, rows, notes = table_rows(result)
+    (uh, ur), (wh, wr), notes = table_rows(result)
     parts = [f"# lpw_mp run {result.get('run_id', '')}".rstrip(), "",
              f"Status: **{result['status']}**, started {result['started']}, "
              f"finished {result['finished']}.", "",
              f"Command: `{' '.join(result['command'])}`", ""]
     parts += [f"- {line}" for line in describe_setup(result)]
-    parts += ["", tabulate(rows, headers, tablefmt="github", disable_numparse=True)]
+    parts += ["", "## Updater side", "", tabulate(ur, uh, tablefmt="github", disable_numparse=True),
+              "", "## Walker side", "",
+              "Measured in a walker phase of its own: every CPU walks back to back, with no "
+              "updater running. Times are medians (p50) and p99 of IRQ-disable + begin and "
+              "end + IRQ-enable per walk; `vs ipi` divides by the ipi walker, which only sets "
+              "and clears its IRQ flag; `share of a walk` is the added median time over ipi's "
+              "median IRQ-off window.", "",
+              tabulate(wr, wh, tablefmt="github", disable_numparse=True)]
     if notes:
         parts += ["", "Figures marked `?` are not to be trusted:", ""]
         parts += [f"- {n}" for n in notes]

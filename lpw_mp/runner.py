@@ -9,6 +9,7 @@ from lpw_mp.emulator import Emulator, EmulatorError
 from lpw_mp.hostinfo import host_metadata
 from lpw_mp.stats import summarize
 from lpw_mp.strategies import STRATEGIES
+from lpw_mp.walkers import measure_walkers
 
 FORMAT = "lpw_mp-result"
 FORMAT_VERSION = 1
@@ -56,8 +57,6 @@ def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
         "walks_held": walkers["held"],
         "retries": walkers["retries"],
         "ipis_handled": walkers["ipis_handled"],
-        "walker_overhead_ns": walkers["begin_end_ns"] / walks if walks else None,
-        "irq_off_ns": walkers["walk_ns"] / walks if walks else None,
         "walk_lateness_s": walkers["late_ns"] / walks / 1e9 if walks else None,
         "violations": violations,
     }
@@ -66,12 +65,15 @@ def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
 def run_strategy(cfg, name: str, on_progress=None) -> dict:
     """One leg: a fresh machine, the operation under ``name``, and its counts."""
     with Emulator(cfg, name) as emu:
+        walker_side = measure_walkers(emu, cfg.walker_time) if cfg.walker_time else None
         emu.start_coordinator()
         outcome = emu.wait_coordinator(on_progress)
         checker = emu.checker
         violations = {"total": checker.total(), "by_kind": checker.by_kind(),
                       "examples": checker.violations()[:10]}
-        return leg_result(cfg, name, outcome, violations)
+        leg = leg_result(cfg, name, outcome, violations)
+        leg["walker_side"] = walker_side
+        return leg
 
 
 def run(cfg, argv=None, progress_factory=None) -> dict:

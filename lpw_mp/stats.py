@@ -29,3 +29,17 @@ def summarize(values) -> dict:
     cv = statistics.pstdev(values) / mean if len(values) > 1 and mean else 0.0
     return {"n": len(values), "mean": mean, "median": statistics.median(values),
             "p99": percentile(values, 99), "min": min(values), "max": max(values), "cv": cv}
+
+
+def hist_percentile(counts, q: float, steps: int):
+    """The ``q``-th percentile of a log histogram whose bucket ``b`` holds values in
+    ``[2**(b/steps), 2**((b+1)/steps))``, as that bucket's geometric middle; None if empty."""
+    total = sum(counts)
+    if not total:
+        return None
+    rank, seen = total * q / 100.0, 0
+    for bucket, count in enumerate(counts):
+        seen += count
+        if seen >= rank and count:
+            return 2 ** ((bucket + 0.5) / steps)
+    return None

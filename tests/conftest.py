@@ -11,7 +11,7 @@ from lpw_mp.config import Config
 def small_config(tmp_path=None, **overrides) -> Config:
     """A configuration small enough for a test: few CPUs, a few MB, no walks unless asked."""
     values = dict(cpus=4, memory=32 << 20, strategies=["ipi"], walk_rate=0.0,
-                  pte_fraction=0.25, ipi_timeout=5.0,
+                  pte_fraction=0.25, ipi_timeout=5.0, walker_time=0.2,
                   runs_dir=str(tmp_path / "runs") if tmp_path else "runs")
     values.update(overrides)
     return Config(**values).validate()

@@ -10,7 +10,7 @@ import pytest
 from lpw_mp.cli import main
 from lpw_mp.report import exit_status
 
-SMALL = ["--cpus", "4", "--memory", "32M"]
+SMALL = ["--cpus", "4", "--memory", "32M", "--walker-time", "0.2"]
 
 
 def test_a_run_writes_a_report_and_a_versioned_result(tmp_path):

@@ -1,0 +1,69 @@
+"""The walker side of a strategy, measured on its own: the CPUs walk for a fixed time with no
+updater running, so every strategy is timed over the same number of seconds, however fast its
+updater side is."""
+
+import time
+from multiprocessing.connection import wait
+
+from lpw_mp.machine import HIST_STEPS
+from lpw_mp.stats import hist_percentile
+
+
+def measure_walkers(emu, seconds: float) -> dict:
+    """Let every CPU of ``emu`` walk back to back for ``seconds``; return the walks per second
+    and the time each walk spends in IRQ-disable + ``begin_lockless_pgtbl_walk`` and
+    ``end_lockless_pgtbl_walk`` + IRQ-enable (the strategy's walker-side cost): mean, median
+    and p99, and the whole IRQ-off window.
+
+    Back to back, the CPUs' caches are warm, so the median is the cost of the code itself,
+    while all of them contend for whatever the strategy shares; the mean and p99 add what
+    that contention (and host preemption) costs."""
+    m = emu.machine
+    before = emu.walker_stats()
+    start = time.perf_counter()
+    m.saturate.value = 1
+    m.wake_all()
+    sentinels = [proc.sentinel for proc in emu.cpus]
+    try:
+        while (left := seconds - (time.perf_counter() - start)) > 0:
+            if wait(sentinels, timeout=left):
+                emu.raise_if_cpu_died("while measuring the walker side")
+    finally:
+        m.saturate.value = 0
+    elapsed = time.perf_counter() - start
+    after = emu.walker_stats(since=before)
+    walks = after["walks"]
+    cost, window = after["cost_hist"], after["window_hist"]
+    return {
+        "seconds": elapsed,
+        "walks": walks,
+        "walks_per_s": walks / elapsed,
+        "begin_end_median_ns": hist_percentile(cost, 50, HIST_STEPS),
+        "begin_end_p99_ns": hist_percentile(cost, 99, HIST_STEPS),
+        "begin_end_mean_ns": after["begin_end_ns"] / walks if walks else None,
+        "irq_off_median_ns": hist_percentile(window, 50, HIST_STEPS),
+        "irq_off_mean_ns": after["walk_ns"] / walks if walks else None,
+        "begin_end_hist": cost,
+    }
+
+
+#: Medians closer than one histogram bucket (a factor 2**(1/HIST_STEPS)) cannot be told apart.
+RESOLUTION = 2 ** (1 / HIST_STEPS)
+
+
+def compare_to_ipi(phase: dict, ipi_phase: dict) -> dict:
+    """Walker-side figures relative to ipi's, whose walker only sets and clears its IRQ flag:
+    the ratio of median begin/end costs, the median time added per walk, that addition as a
+    share of ipi's median IRQ-off window (the figure the 2026 per-CPU series quotes as about
+    3% of GUP-fast), and the ratio of p99s (where contention shows)."""
+    out = {"begin_end_ratio": None, "added_ns": None, "added_share": None, "p99_ratio": None,
+           "resolved": None}
+    if not (phase and ipi_phase and phase["walks"] and ipi_phase["walks"]):
+        return out
+    mine, base = phase["begin_end_median_ns"], ipi_phase["begin_end_median_ns"]
+    out["begin_end_ratio"] = mine / base
+    out["added_ns"] = mine - base
+    out["added_share"] = out["added_ns"] / ipi_phase["irq_off_median_ns"]
+    out["p99_ratio"] = phase["begin_end_p99_ns"] / ipi_phase["begin_end_p99_ns"]
+    out["resolved"] = not (1 / RESOLUTION < out["begin_end_ratio"] < RESOLUTION)
+    return out
