@@ -35,6 +35,8 @@ class UpdaterStats:
     destroyed: int = 0
     pool_exhausted: int = 0
     wall_s: float = 0.0
+    #: What the walkers did while the operation ran (start to end, nothing else).
+    walkers: dict = field(default_factory=dict)
 
 
 class Updater:
@@ -144,6 +146,7 @@ class Updater:
             raise ValueError(f"unknown operation {op!r}")
         slots = range(self.pt.npmds) if slots is None else list(slots)
         progress = self.progress
+        walkers_before = self.m.walker_counters()
         start = time.perf_counter()
         if op == "mixed":
             self._mixed(slots, mixed_ops or len(slots), seed)
@@ -156,6 +159,7 @@ class Updater:
             if op == "munmap":
                 self.strategy.tlb_finish_mmu(self)
         self.stats.wall_s = time.perf_counter() - start
+        self.stats.walkers = self.m.walker_counters(since=walkers_before)
         self._phase(-1, PHASE_IDLE)
         return self.stats
 

@@ -150,7 +150,7 @@ class SimulatedCPU:
         base = Strategy.cpu_idle_enter
         idle_hooks = type(strategy).cpu_idle_enter is not base
         idle_enter, idle_exit = strategy.cpu_idle_enter, strategy.cpu_idle_exit
-        stop, saturate = m.stop, m.saturate
+        stop, saturate, settled = m.stop, m.saturate, m.settled
         rng = self.rng
         npmds, nsub = self.pt.npmds, self.pt.ptrs_per_pte
         stats = m.stats
@@ -183,6 +183,8 @@ class SimulatedCPU:
                 # Once the phase ends, resume the configured rate from now, not in a burst.
                 next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
                 continue
+            if not settled[cpu]:
+                settled[cpu] = 1
             timeout = None if next_walk is None else next_walk - monotonic()
             if timeout is None or timeout > 0:
                 if idle_hooks:

@@ -16,8 +16,7 @@ from multiprocessing.connection import wait
 from lpw_mp.checker import SafetyChecker
 from lpw_mp.coordinator import coordinator_main, new_progress, P_DONE, P_TOTAL
 from lpw_mp.cpu import cpu_main
-from lpw_mp.machine import (HIST_BUCKETS, NSTATS, ST_BEGIN_END_NS, ST_HELD,
-                            ST_IPIS, ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS, Machine)
+from lpw_mp.machine import HIST_BUCKETS, Machine
 from lpw_mp.pagetable import PageTable
 from lpw_mp.strategies import STRATEGIES
 
@@ -26,9 +25,6 @@ STOP_GRACE = 2.0
 #: Upper bound on CPU start-up: the base plus a per-CPU allowance (fork is slow when loaded).
 READY_BASE, READY_PER_CPU = 30.0, 0.05
 
-WALKER_STATS = {"walks": ST_WALKS, "held": ST_HELD, "begin_end_ns": ST_BEGIN_END_NS,
-                "walk_ns": ST_WALK_NS, "ipis_handled": ST_IPIS, "retries": ST_RETRIES,
-                "late_ns": ST_LATE_NS}
 
 
 class EmulatorError(RuntimeError):
@@ -65,7 +61,6 @@ class Emulator:
         self.coord = None
         self._conn = None
         self._go = None
-        self._stats_at_go = None
         self._dead = {}
         self._stopped = False
 
@@ -118,7 +113,6 @@ class Emulator:
         self.coord.start()
         writer.close()
         self._conn = reader
-        self._stats_at_go = self.walker_stats()
         self._go.release()
 
     # -- watch --------------------------------------------------------------------------------
@@ -178,14 +172,10 @@ class Emulator:
             on_progress(self.progress[P_DONE], self.progress[P_TOTAL])
         if outcome["status"] != "ok":
             raise EmulatorError(f"{outcome['error']} under strategy {self.strategy_name}")
-        outcome["walkers"] = self.walker_stats(since=self._stats_at_go)
         return outcome
 
     def walker_stats(self, since=None) -> dict:
-        stats, out = self.machine.stats, {}
-        for name, index in WALKER_STATS.items():
-            total = sum(stats[cpu * NSTATS + index] for cpu in range(self.cfg.cpus))
-            out[name] = total - (since[name] if since else 0)
+        out = self.machine.walker_counters(since)
         n = HIST_BUCKETS
         for name in ("cost_hist", "window_hist"):
             hist = getattr(self.machine, name)

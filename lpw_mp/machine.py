@@ -20,6 +20,9 @@ ST_IPIS = 4           # IPI handlers run
 ST_RETRIES = 5        # walks dropped because the PMD changed under them (rcu)
 ST_LATE_NS = 6        # how far behind schedule walks started (host scheduling delay)
 NSTATS = 8
+WALKER_COUNTERS = {"walks": ST_WALKS, "held": ST_HELD, "begin_end_ns": ST_BEGIN_END_NS,
+                   "walk_ns": ST_WALK_NS, "ipis_handled": ST_IPIS, "retries": ST_RETRIES,
+                   "late_ns": ST_LATE_NS}
 
 #: Histograms of the begin/end cost and of the IRQ-off window per walk, in nanoseconds:
 #: HIST_STEPS buckets per doubling (9% wide), so medians are not hostage to one preemption.
@@ -92,6 +95,8 @@ class Machine:
         self.stop = RawValue("b", 0)
         # Set during the walker phase: every CPU walks back to back instead of at --walk-rate.
         self.saturate = RawValue("b", 0)
+        # Each CPU sets its byte once it is back at --walk-rate, so the phase's end is known.
+        self.settled = RawArray("b", ncpus)
         self.abort = RawValue("b", 0)
         self._all_cpus = list(range(ncpus))
 
@@ -143,9 +148,12 @@ class Machine:
 
     # -- statistics ---------------------------------------------------------------------------
 
-    def stat_total(self, index: int) -> int:
-        s = self.stats
-        return sum(s[cpu * NSTATS + index] for cpu in range(self.ncpus))
+    def walker_counters(self, since=None) -> dict:
+        """Every CPU's walker counters summed (minus ``since``, an earlier reading)."""
+        stats, out = self.stats[:], {}
+        for name, index in WALKER_COUNTERS.items():
+            out[name] = sum(stats[index::NSTATS]) - (since[name] if since else 0)
+        return out
 
     def stat_of(self, cpu: int, index: int) -> int:
         return self.stats[cpu * NSTATS + index]

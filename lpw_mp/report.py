@@ -146,6 +146,11 @@ def table_rows(result: dict):
             _ns(side.get("begin_end_p99_ns")),
             "-" if leg["strategy"] == "ipi" else _fmt_ratio(rel["p99_ratio"]),
             leg["walks"], leg["retries"]])
+    if not any(leg.get("walker_side") for leg in result["legs"]):
+        # --walker-time 0: only the walks made during the operation are left to show.
+        keep = [0, len(walker_headers) - 2, len(walker_headers) - 1]
+        walker_headers = [walker_headers[i] for i in keep]
+        walker = [[row[i] for i in keep] for row in walker]
     return (updater_headers, updater), (walker_headers, walker), notes
 
 
@@ -197,7 +202,8 @@ def format_terminal(result: dict) -> str:
     (uh, ur), (wh, wr), notes = table_rows(result)
     parts = describe_setup(result) + [
         "", "Updater side", tabulate(ur, uh, tablefmt="simple", disable_numparse=True),
-        "", "Walker side (every CPU walking back to back, no updater running)",
+        "", "Walker side (every CPU walking back to back, no updater running)"
+        if result["config"].get("walker_time") else "Walker side (during the operation)",
         tabulate(wr, wh, tablefmt="simple", disable_numparse=True)]
     if notes:
         parts += ["", "? figures not to be trusted:"] + notes

@@ -30,7 +30,8 @@ def _now() -> str:
 def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
     """Turn a coordinator outcome and walker counters into one row of the result."""
     cls = STRATEGIES[name]
-    st, walkers = outcome["stats"], outcome["walkers"]
+    st = outcome["stats"]
+    walkers = st["walkers"]
     nops = sum(st["ops"].values())
     walks = walkers["walks"]
     wall = st["wall_s"]

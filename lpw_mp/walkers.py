@@ -5,8 +5,13 @@ updater side is."""
 import time
 from multiprocessing.connection import wait
 
+from lpw_mp.emulator import EmulatorError
 from lpw_mp.machine import HIST_STEPS
 from lpw_mp.stats import hist_percentile
+
+
+#: How long CPUs may take to notice that the walker phase is over.
+SETTLE_TIMEOUT = 10.0
 
 
 def measure_walkers(emu, seconds: float) -> dict:
@@ -29,9 +34,20 @@ def measure_walkers(emu, seconds: float) -> dict:
             if wait(sentinels, timeout=left):
                 emu.raise_if_cpu_died("while measuring the walker side")
     finally:
+        for cpu in range(m.ncpus):
+            m.settled[cpu] = 0
         m.saturate.value = 0
     elapsed = time.perf_counter() - start
     after = emu.walker_stats(since=before)
+    # The updater must not start while CPUs are still walking back to back: under count that
+    # would turn skipped serialisations into broadcasts.
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    while not all(m.settled):
+        if wait(sentinels, timeout=0.002):
+            emu.raise_if_cpu_died("while ending the walker phase")
+        if time.monotonic() > deadline:
+            raise EmulatorError("simulated CPUs did not leave the walker phase in "
+                                f"{SETTLE_TIMEOUT:g} s")
     walks = after["walks"]
     cost, window = after["cost_hist"], after["window_hist"]
     return {

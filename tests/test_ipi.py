@@ -30,7 +30,7 @@ def test_ipi_serialises_once_per_thp_and_targets_every_cpu(cfg):
     assert st["ipis_sent"] == c.npmds * c.cpus
     assert st["skipped"] == 0
     assert len(st["rounds"]) == c.npmds
-    assert out["walkers"]["ipis_handled"] == c.npmds * c.cpus
+    assert out["stats"]["walkers"]["ipis_handled"] == c.npmds * c.cpus
     assert emu.table.kind_counts()["none"] == c.npmds
 
 
@@ -43,7 +43,7 @@ def test_count_with_idle_walkers_skips_every_serialisation(cfg):
     assert st["serialisations"] == 0
     assert st["skipped"] == c.npmds
     assert st["ipis_sent"] == 0
-    assert out["walkers"]["ipis_handled"] == 0
+    assert out["stats"]["walkers"]["ipis_handled"] == 0
 
 
 def test_munmap_frees_every_pte_page(cfg):

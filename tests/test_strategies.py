@@ -65,7 +65,7 @@ def test_rcu_frees_a_held_page_only_after_the_walker_leaves(cfg, ctx):
         out = emu.wait_coordinator()
         assert emu.table.page_gen[page] == 1
         assert out["stats"]["grace_periods"] == 1 and out["stats"]["ipis_sent"] == 0
-        assert out["walkers"]["retries"] == 1
+        assert out["stats"]["walkers"]["retries"] == 1
         assert emu.checker.total() == 0
         assert emu.table.free_pages() == emu.table.npages
 
