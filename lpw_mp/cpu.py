@@ -60,6 +60,8 @@ class WalkHook:
 
 
 class SimulatedCPU:
+    """One CPU of the guest: its walks, its IRQ flag and its IPI handler, in its own process."""
+
     def __init__(self, cpu, machine, table, strategy, checker, walk_rate, walk_window, seed,
                  hook=None):
         self.cpu = cpu
@@ -91,11 +93,11 @@ class SimulatedCPU:
         held = None
         if kind == ptm.TABLE:
             page = pmd & ptm.INDEX_MASK
-            pte = pt.ptes[page * pt.ptrs_per_pte + sub]  # the pte_t * we hand back, dereferenced
-            held = (chk.PTE_PAGE_REUSED, pt.page_gen, page, pte)
+            pt.ptes[page * pt.ptrs_per_pte + sub]  # dereference the pte_t * we hand back
+            held = (chk.PTE_PAGE_REUSED, pt.page_gen, page)
         elif kind == ptm.LEAF:
-            pte = pmd                           # powerpc casts pmd_t * to pte_t * for a THP
-            held = (chk.PMD_SLOT_REPURPOSED, pt.slot_gen, slot, pte)
+            # powerpc casts the pmd_t * to a pte_t * for a THP: the slot itself is the pointer.
+            held = (chk.PMD_SLOT_REPURPOSED, pt.slot_gen, slot)
         if hook is not None:
             hook.paused.release()
             hook.resume.acquire()
@@ -104,7 +106,7 @@ class SimulatedCPU:
             while time.perf_counter() < deadline:
                 pass
         if held is not None:
-            what, gens, index, _ = held
+            what, gens, index = held
             taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
             seen = gens[index] & ptm.GEN_MASK
             if seen != taken:
