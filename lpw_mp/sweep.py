@@ -1,0 +1,498 @@
+"""``python -m lpw_mp sweep``: run every strategy over one or two varied parameters.
+
+    python -m lpw_mp sweep --vary cpus=2..128 --memory 1G --strategy all
+    python -m lpw_mp sweep --vary memory=64M,256M,1G --vary cpumask=sticky,trim,accurate
+
+Writes ``runs/sweep-<id>/`` with ``sweep.md`` (the table and the fits), ``sweep.json``
+(``format: lpw_mp-sweep``) and ``sweep.png`` (the munmap time against the first varied
+parameter, one line per strategy; needs the ``plot`` extra). For every numeric parameter it fits
+a power law per strategy: the exponent says how the cost grows (1: linearly)."""
+
+import dataclasses
+import itertools
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+
+from tabulate import tabulate
+from tqdm import tqdm
+
+from lpw_mp import __version__
+from lpw_mp.cli import PROG, Parser, UsageError, _float, _int, add_run_options, config_from_args
+from lpw_mp.config import ConfigError
+from lpw_mp.fit import format_exponent, power_law
+from lpw_mp.hostinfo import host_metadata
+from lpw_mp.machine import CPUMASK_MODES
+from lpw_mp.progress import progress_factory
+from lpw_mp.report import annotate, exit_status, new_run_id
+from lpw_mp.runner import Interrupted, _now, run
+from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
+
+FORMAT = "lpw_mp-sweep"
+FORMAT_VERSION = 1
+MAX_VARY = 2
+
+
+def _cpumask(text):
+    if text not in CPUMASK_MODES:
+        raise ValueError(f"unknown cpumask {text!r} (choose from {', '.join(CPUMASK_MODES)})")
+    return text
+
+
+def _rate(x):
+    return f"{x:g}/s"
+
+
+#: Parameters a sweep can vary: Config attribute -> (parse one value, print one value).
+PARAMETERS = {
+    "cpus": (_int, str),
+    "memory": (parse_size, format_size),
+    "thp_size": (parse_size, format_size),
+    "walk_rate": (_float, _rate),
+    "walk_window": (parse_duration, format_duration),
+    "pte_fraction": (_float, "{:g}".format),
+    "active_fraction": (_float, "{:g}".format),
+    "cpumask": (_cpumask, str),
+}
+#: The others are categories: no power law, no log axis.
+NUMERIC = {name for name in PARAMETERS if name != "cpumask"}
+
+
+#: How to print every configuration value that is not just ``str``.
+FORMATS = {name: show for name, (_, show) in PARAMETERS.items()}
+FORMATS.update(walker_time=format_duration, ipi_timeout=format_duration)
+
+
+def format_value(name: str, value) -> str:
+    """A configuration value as a person would type it (``memory`` 33554432 -> ``32M``)."""
+    return FORMATS.get(name, str)(value)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def parse_vary(text: str):
+    """``NAME=V1,V2,...`` or, for a numeric parameter, ``NAME=LO..HI`` (LO doubled up to HI).
+
+    Returns ``(name, values)`` with ``name`` the Config attribute; UsageError when malformed."""
+    name, sep, spec = text.partition("=")
+    name = name.strip().replace("-", "_")
+    if not sep or not spec.strip():
+        raise UsageError(f"--vary {text!r}: expected NAME=V1,V2,... or NAME=LO..HI")
+    if name not in PARAMETERS:
+        raise UsageError(f"--vary: cannot vary {name!r} (choose from "
+                         f"{', '.join(n.replace('_', '-') for n in PARAMETERS)})")
+    parse = PARAMETERS[name][0]
+    try:
+        if ".." in spec and name in NUMERIC:
+            lo, hi = (parse(part.strip()) for part in spec.split("..", 1))
+            if not 0 < lo <= hi:
+                raise ValueError(f"range {spec!r} must run from a positive value up")
+            values = []
+            while lo <= hi:
+                values.append(lo)
+                lo *= 2
+        else:
+            values = [parse(part.strip()) for part in spec.split(",") if part.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--vary {name.replace('_', '-')}: {exc}") from None
+    if not values:
+        raise UsageError(f"--vary {name.replace('_', '-')}: no values")
+    if len(set(values)) != len(values):
+        raise UsageError(f"--vary {name.replace('_', '-')}: a value is repeated")
+    return name, values
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=f"python -m {PROG} sweep",
+               description="Run the strategies over one or two varied parameters; write a "
+                           "table, a JSON and a plot, and fit how each strategy's cost grows.")
+    p.add_argument("--vary", action="append", default=[], metavar="NAME=VALUES",
+                   help="a parameter and its values, e.g. cpus=2,4,8 or cpus=2..128 (doubling) "
+                        "or memory=64M..1G; at most two. Names: "
+                        + ", ".join(n.replace("_", "-") for n in PARAMETERS))
+    add_run_options(p)
+    return p
+
+
+def parse_config(parser, argv):
+    """``(args, Config)`` from ``argv``; a bad value is a UsageError, before anything runs."""
+    args = parser.parse_args(argv)
+    try:
+        return args, config_from_args(args)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def print_outcome(args, document: dict, folder: str, text: str) -> None:
+    """Print what --json, --quiet or neither asks for: the document, the folder or ``text``."""
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(folder if args.quiet else text)
+
+
+def plan(argv):
+    """Parse and check everything before anything runs: ``(args, base config, varied, points)``.
+
+    ``varied`` is ``[(name, values), ...]``; ``points`` is ``[(values dict, Config), ...]``."""
+    args, base = parse_config(build_parser(), argv)
+    if not args.vary:
+        raise UsageError("sweep needs --vary NAME=V1,V2,... (for example --vary cpus=2..128)")
+    if len(args.vary) > MAX_VARY:
+        raise UsageError(f"sweep varies at most {MAX_VARY} parameters, not {len(args.vary)}")
+    varied = [parse_vary(text) for text in args.vary]
+    if len({name for name, _ in varied}) != len(varied):
+        raise UsageError(f"--vary {varied[0][0].replace('_', '-')} is given twice")
+    points = []
+    for combo in itertools.product(*(values for _, values in varied)):
+        values = dict(zip((name for name, _ in varied), combo))
+        try:
+            cfg = dataclasses.replace(base, **values).validate()
+        except ConfigError as exc:
+            raise UsageError(f"sweep point {point_label(values)}: {exc}") from None
+        points.append((values, cfg))
+    return args, base, varied, points
+
+
+def point_label(values: dict) -> str:
+    return " ".join(f"{k.replace('_', '-')}={format_value(k, v)}" for k, v in values.items())
+
+
+# -- running ---------------------------------------------------------------------------------
+
+def sweep_bar(npoints: int, stream=None):
+    """The outer progress bar (one step per sweep point), or None when not on a terminal."""
+    stream = stream or sys.stderr
+    if not stream.isatty():
+        return None
+    return tqdm(total=npoints, desc="  sweep", unit="point", file=stream, leave=False,
+                dynamic_ncols=True)
+
+
+def _point_record(values: dict, result: dict) -> dict:
+    """What sweep.json keeps of one run: its legs without the violation examples."""
+    legs = []
+    for leg in result["legs"]:
+        leg = dict(leg)
+        if "violations" in leg:
+            leg["violations"] = {k: v for k, v in leg["violations"].items() if k != "examples"}
+        legs.append(leg)
+    host = result["host"]
+    return {"values": values, "status": result["status"], "errors": result["errors"],
+            "warnings": result.get("warnings", []),
+            "unsafe_violations": result.get("unsafe_violations", 0),
+            "host": {"oversubscription": host["oversubscription"],
+                     "load_average": host["load_average"]},
+            "legs": legs}
+
+
+def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
+    """Run every point in turn. An interrupt stops the sweep; what ran is kept."""
+    sweep = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
+        "command": [f"python -m {PROG} sweep", *argv],
+        "started": _now(), "finished": None, "status": "complete",
+        "config": base.to_dict(),
+        "vary": [{"name": name, "values": values} for name, values in varied],
+        "host": host_metadata(max(cfg.cpus for _, cfg in points), base.start_method),
+        "points": [], "fits": [], "errors": [],
+    }
+
+    def on_signal(signum, frame):
+        raise Interrupted(signum)
+
+    # runner.run handles signals during a point; these catch one between points.
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    outer = sweep_bar(len(points)) if show_progress else None
+    try:
+        for values, cfg in points:
+            if outer is not None:
+                outer.set_postfix_str(point_label(values))
+            result = run(cfg, argv=sweep["command"],
+                         progress_factory=progress_factory(cfg) if show_progress else None)
+            annotate(result)
+            sweep["points"].append(_point_record(values, result))
+            if outer is not None:
+                outer.update(1)
+            if result["status"] == "interrupted":
+                sweep["status"], sweep["signal"] = "interrupted", result["signal"]
+                break
+            if result["status"] == "failed":
+                sweep["status"] = "failed"
+                sweep["errors"] += [f"{point_label(values)}: {e}" for e in result["errors"]]
+    except Interrupted as exc:
+        sweep["status"], sweep["signal"] = "interrupted", signal.Signals(exc.signum).name
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if outer is not None:
+            outer.close()
+    if sweep["status"] == "interrupted":
+        sweep["errors"].append(f"interrupted by {sweep['signal']}: the sweep stopped at point "
+                               f"{max(1, len(sweep['points']))} of {len(points)}")
+    sweep["unsafe_violations"] = sum(p["unsafe_violations"] for p in sweep["points"])
+    sweep["fits"] = fit_sweep(sweep)
+    sweep["finished"] = _now()
+    return sweep
+
+
+# -- analysis --------------------------------------------------------------------------------
+
+def strategies_of(sweep: dict) -> list:
+    return list(sweep["config"]["strategies"])
+
+
+def munmap_time(point: dict, strategy: str):
+    """The operation time of ``strategy`` at ``point``; None if that leg did not finish."""
+    for leg in point["legs"]:
+        if leg["strategy"] == strategy and leg.get("status") == "ok":
+            return leg["wall_s"]
+    return None
+
+
+def series(sweep: dict, name: str, strategy: str, fixed: dict):
+    """``(xs, ys)``: the time of ``strategy`` against parameter ``name`` at the ``fixed``
+    values of the other parameter, in the order the sweep ran them."""
+    xs, ys = [], []
+    for point in sweep["points"]:
+        if all(point["values"][k] == v for k, v in fixed.items()):
+            xs.append(point["values"][name])
+            ys.append(munmap_time(point, strategy))
+    return xs, ys
+
+
+def _groups(sweep: dict, name: str) -> list:
+    """Every combination of the other varied parameter's values (``[{}]`` if there is none)."""
+    others = [v for v in sweep["vary"] if v["name"] != name]
+    return [{o["name"]: value} for o in others for value in o["values"]] or [{}]
+
+
+def fit_sweep(sweep: dict) -> list:
+    """A power law per strategy, per numeric varied parameter, per value of the other one."""
+    fits = []
+    for v in sweep["vary"]:
+        if v["name"] not in NUMERIC:
+            continue
+        for fixed in _groups(sweep, v["name"]):
+            for strategy in strategies_of(sweep):
+                xs, ys = series(sweep, v["name"], strategy, fixed)
+                fits.append({"strategy": strategy, "parameter": v["name"], "fixed": fixed,
+                             **power_law(xs, ys)})
+    return fits
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def _cell(point: dict, strategy: str) -> str:
+    for leg in point["legs"]:
+        if leg["strategy"] != strategy:
+            continue
+        if leg.get("status") != "ok":
+            return leg.get("status", "?").upper()
+        text = format_duration(leg["wall_s"])
+        return text + " VIOLATED" if leg.get("safety") == "VIOLATED" else text
+    return "-"
+
+
+def table(sweep: dict, fmt: str) -> str:
+    names = [v["name"] for v in sweep["vary"]]
+    op = sweep["config"]["op"]
+    headers = [n.replace("_", "-") for n in names] + [f"{s} {op}" for s in strategies_of(sweep)]
+    rows = [[format_value(n, p["values"][n]) for n in names]
+            + [_cell(p, s) for s in strategies_of(sweep)] for p in sweep["points"]]
+    return tabulate(rows, headers, tablefmt=fmt, disable_numparse=True)
+
+
+def fit_table(sweep: dict, fmt: str) -> str:
+    headers = ["strategy", "grows with", "at", "time ~", "points"]
+    rows = [[f["strategy"], f["parameter"].replace("_", "-"), point_label(f["fixed"]) or "-",
+             format_exponent(f), f["n"]] for f in sweep["fits"]]
+    return tabulate(rows, headers, tablefmt=fmt, disable_numparse=True) if rows else ""
+
+
+def describe(sweep: dict) -> list:
+    c, h = sweep["config"], sweep["host"]
+    names = [v["name"] for v in sweep["vary"]]
+    fixed = ", ".join(f"{k.replace('_', '-')} {format_value(k, c[k])}"
+                      for k in PARAMETERS if k not in names)
+    load = h.get("load_average")
+    return [" x ".join(f"{v['name'].replace('_', '-')} in "
+                       f"{', '.join(format_value(v['name'], x) for x in v['values'])}"
+                       for v in sweep["vary"])
+            + f": {math.prod(len(v['values']) for v in sweep['vary'])} points",
+            f"{c['op']} under {', '.join(c['strategies'])}; fixed: {fixed}, seed {c['seed']}",
+            f"host: {h['usable_cores']} usable cores of {h['host_cpus']}, "
+            f"Python {h['python']}, up to {h['oversubscription']:g} processes per core"
+            + (f", load average {load[0]:.1f} at the start" if load else "")]
+
+
+def _notes(sweep: dict) -> list:
+    out = [f"error: {e}" for e in sweep["errors"]]
+    if sweep["unsafe_violations"]:
+        out.append(f"SAFETY VIOLATION: safe strategies let walkers use freed memory "
+                   f"{sweep['unsafe_violations']} times. This is a bug in lpw_mp.")
+    return out
+
+
+def format_terminal(sweep: dict) -> str:
+    parts = describe(sweep) + ["", table(sweep, "simple")]
+    fits = fit_table(sweep, "simple")
+    if fits:
+        parts += ["", "power-law fit of the time (least squares on log-log):", fits]
+    notes = _notes(sweep)
+    return "\n".join(parts + ([""] + notes if notes else []))
+
+
+def format_markdown(sweep: dict, plot: str = None) -> str:
+    parts = [f"# lpw_mp sweep {sweep.get('sweep_id', '')}".rstrip(), "",
+             f"Status: **{sweep['status']}**, started {sweep['started']}, "
+             f"finished {sweep['finished']}.", "",
+             f"Command: `{' '.join(sweep['command'])}`", ""]
+    parts += [f"- {line}" for line in describe(sweep)]
+    parts += ["", table(sweep, "github")]
+    fits = fit_table(sweep, "github")
+    if fits:
+        parts += ["", "Power-law fit of the time (least squares on log-log):", "", fits]
+    if plot:
+        parts += ["", f"![{sweep['config']['op']} time]({plot})"]
+    notes = _notes(sweep)
+    if notes:
+        parts += [""] + [f"- {n}" for n in notes]
+    return "\n".join(parts) + "\n"
+
+
+def _axis_values(name: str, values: list):
+    """Plot positions for a parameter's values and whether a log axis fits them."""
+    if name not in NUMERIC:
+        return list(range(len(values))), False
+    positive = all(v > 0 for v in values)
+    return list(values), positive and len(values) > 1 and max(values) >= 4 * min(values)
+
+
+def _leading(y: float) -> int:
+    """The leading digit of a positive number (0.0005 -> 5)."""
+    return int(round(y / 10 ** math.floor(math.log10(y))))
+
+
+def write_plot(sweep: dict, path: str) -> bool:
+    """Write the PNG: time against the first varied parameter, one panel per value of the
+    second. False (nothing written) when matplotlib is not installed."""
+    try:
+        from matplotlib.figure import Figure
+        from matplotlib.ticker import FuncFormatter, NullFormatter
+    except ImportError:
+        return False
+    first = sweep["vary"][0]
+    name, values = first["name"], first["values"]
+    groups = _groups(sweep, name)
+    xpos, logx = _axis_values(name, values)
+    where = dict(zip(values, xpos))
+    fig = Figure(figsize=(6.4 * min(len(groups), 3), 4.8), layout="constrained")
+    axes = fig.subplots(1, len(groups), sharey=True, squeeze=False)[0]
+    fits = {(f["strategy"], json.dumps(f["fixed"])): f for f in sweep["fits"]
+            if f["parameter"] == name}
+    for ax, fixed in zip(axes, groups):
+        ys_all = []
+        for strategy in strategies_of(sweep):
+            xs, ys = series(sweep, name, strategy, fixed)
+            pts = [(where[x], y) for x, y in zip(xs, ys) if y is not None and y > 0]
+            if not pts:
+                continue
+            ys_all += [y for _, y in pts]
+            fit = fits.get((strategy, json.dumps(fixed)))
+            label = strategy
+            if fit and fit["exponent"] is not None:
+                label += f" (x^{fit['exponent']:.2f})"
+            ax.plot(*zip(*pts), marker="o", label=label)
+        if logx:
+            ax.set_xscale("log", base=2 if name == "cpus" else 10)
+        if ys_all:
+            ax.set_yscale("log")
+            # Durations as people read them; of the minor ticks matplotlib would label (on a
+            # short axis), only the 2s and 5s, which do not crowd.
+            minor = ax.yaxis.get_minor_formatter()
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: format_duration(y)))
+            ax.yaxis.set_minor_formatter(FuncFormatter(
+                lambda y, pos: format_duration(y) if minor(y, pos) and _leading(y) in (2, 5)
+                else ""))
+        # Ticks at the swept values, spelt as typed (64M, not 6.7e7).
+        ax.set_xticks(xpos, [format_value(name, v) for v in values])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(name.replace("_", "-"))
+        ax.set_title(point_label(fixed) or f"{sweep['config']['op']} time vs "
+                                            f"{name.replace('_', '-')}")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel(f"{sweep['config']['op']} time")
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def write_folder(runs_dir: str, prefix: str, write) -> str:
+    """Make a new ``runs_dir/<prefix><id>/`` filled by ``write(folder, folder_id)``.
+
+    The files are written into a hidden staging folder that is renamed into place, so the
+    folder is complete or absent. Returns the folder."""
+    os.makedirs(runs_dir, exist_ok=True)
+    while True:
+        folder_id = prefix + new_run_id()
+        final = os.path.join(runs_dir, folder_id)
+        if not os.path.exists(final):
+            break
+    stage = os.path.join(runs_dir, f".{folder_id}.tmp")
+    os.mkdir(stage)
+    try:
+        write(stage, folder_id)
+        os.rename(stage, final)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return final
+
+
+def write_text_atomic(path: str, text: str) -> None:
+    """Write ``path`` under a temporary name and rename it into place."""
+    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_sweep(sweep: dict, runs_dir: str) -> tuple:
+    """Write ``sweep.json``, ``sweep.md`` and (with matplotlib) ``sweep.png`` into a new
+    sweep folder. Returns ``(folder, plotted)``."""
+    plotted = False
+
+    def write(stage, folder_id):
+        nonlocal plotted
+        sweep["sweep_id"] = folder_id
+        plotted = write_plot(sweep, os.path.join(stage, "sweep.png"))
+        with open(os.path.join(stage, "sweep.json"), "w") as f:
+            json.dump(sweep, f, indent=2)
+            f.write("\n")
+        with open(os.path.join(stage, "sweep.md"), "w") as f:
+            f.write(format_markdown(sweep, "sweep.png" if plotted else None))
+
+    folder = write_folder(runs_dir, "sweep-", write)
+    return folder, plotted
+
+
+def main(argv) -> int:
+    args, base, varied, points = plan(argv)
+    show_progress = not (args.quiet or args.json)
+    sweep = run_sweep(base, varied, points, argv, show_progress)
+    folder, plotted = write_sweep(sweep, base.runs_dir)
+    print_outcome(args, sweep, folder, format_terminal(sweep) + (
+        f"\n\nsweep: {folder}/sweep.md  json: {folder}/sweep.json"
+        + (f"  plot: {folder}/sweep.png" if plotted else "")))
+    if not plotted:
+        print(f"{PROG}: the plot needs matplotlib: pip install '.[plot]'", file=sys.stderr)
+    return exit_status(sweep)

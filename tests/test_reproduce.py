@@ -1,0 +1,107 @@
+"""The reproduce command (on a tiny scenario) and the committed reference run of the full one."""
+
+import json
+import pathlib
+
+import pytest
+
+from lpw_mp.cli import config_from_args, main
+from lpw_mp.reproduce import PUBLISHED, build_parser
+from lpw_mp.strategies import STRATEGIES
+
+pytestmark = pytest.mark.timeout(60)
+
+FAST = ["--walker-time", "0"]
+REFERENCE = pathlib.Path(__file__).resolve().parent.parent / "runs" / "reference"
+SEED_THPS = 253_952
+PUBLISHED_TEXT = ("275 s", "418 ms", "430 ms", "82,150 ms", "39 ms", "369 ms")
+
+
+def test_the_default_is_the_seed_scenario():
+    """Without options, reproduce means 128 CPUs unmapping 496G of 2M THPs (253,952 PMDs) under
+    every strategy, and --help says so."""
+    cfg = config_from_args(build_parser().parse_args([]))
+    assert (cfg.cpus, cfg.memory, cfg.thp_size, cfg.op) == (128, 496 << 30, 2 << 20, "munmap")
+    assert cfg.npmds == SEED_THPS and cfg.strategies == list(STRATEGIES)
+    helptext = build_parser().format_help()
+    assert "(default 496G)" in helptext and "(default all)" in helptext
+
+
+def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
+    """A tiny reproduce runs every strategy, prints the emulator's times and speedups beside
+    every published figure and its speedup, says it is not the published scenario and what
+    differs from the hardware, and writes reproduce.md next to the usual report."""
+    runs = tmp_path / "runs"
+    code = main(["reproduce", "--cpus", "2", "--memory", "16M", "--walk-rate", "0", *FAST,
+                 "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0
+    (folder,) = list(runs.iterdir())
+    assert sorted(p.name for p in folder.iterdir()) == ["report.md", "reproduce.md",
+                                                        "result.json"]
+    result = json.loads((folder / "result.json").read_text())
+    section = result["reproduce"]
+    legs = {leg["strategy"]: leg for leg in result["legs"]}
+    assert set(legs) == set(STRATEGIES)
+    rows = section["rows"]
+    assert sorted(r["published_s"] for r in rows if r["published_s"]) == sorted(
+        p.seconds for p in PUBLISHED)
+    by_strategy = {r["strategy"]: r for r in rows}
+    count = by_strategy["count"]
+    assert count["emulator_speedup"] == pytest.approx(legs["ipi"]["wall_s"]
+                                                      / legs["count"]["wall_s"])
+    assert count["published_speedup"] == pytest.approx(275 / 0.418)
+    assert by_strategy["rcu"]["published_speedup"] == pytest.approx(82.150 / 0.369)
+    assert by_strategy["none"]["published"] is None
+    assert section["scenario_differences"] == ["cpus 2 (published: 128)",
+                                               "memory 16M (published: 496G)"]
+    for text in PUBLISHED_TEXT:
+        assert f" {text} " in out
+    assert "NOT the published scenario" in out
+    assert "2 simulated CPUs are 2 Python processes" in out
+    md = (folder / "reproduce.md").read_text()
+    assert "| strategy" in md and "What differs" in md and "82,150 ms" in md
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--op", "split"], "published figures are for munmap"),
+    (["--preset", "v9"], "invalid choice: 'v9'"),
+    (["--memory", "3M"], "whole number of"),
+])
+def test_bad_reproduce_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    """A scenario the published figures do not cover, an unknown preset or a bad value: exit 2
+    and one line, before anything runs or is written."""
+    runs = tmp_path / "runs"
+    assert main(["reproduce", *args, "--runs-dir", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not runs.exists()
+
+
+def test_the_committed_reference_is_the_full_seed_scenario():
+    """runs/reference holds one complete reproduce run of the full seed scenario: 128 CPUs,
+    496G, every strategy finished, one IPI round per THP under ipi, no violation under a safe
+    strategy, the host recorded, and reproduce.md beside the published figures."""
+    (path,) = list(REFERENCE.glob("*/result.json"))
+    result = json.loads(path.read_text())
+    assert result["format"] == "lpw_mp-result" and result["format_version"] == 1
+    assert result["status"] == "complete"
+    c = result["config"]
+    assert (c["cpus"], c["memory"], c["thp_size"], c["op"]) == (128, 496 << 30, 2 << 20,
+                                                                 "munmap")
+    assert c["npmds"] == SEED_THPS
+    legs = {leg["strategy"]: leg for leg in result["legs"]}
+    assert list(legs) == list(STRATEGIES)
+    assert all(leg["status"] == "ok" for leg in legs.values())
+    assert legs["ipi"]["serialisations"] == SEED_THPS
+    assert legs["ipi"]["ipis_sent"] == SEED_THPS * 128
+    assert all(leg["violations"]["total"] == 0 for leg in legs.values() if leg["safe"])
+    assert legs["ipi"]["wall_s"] > max(legs[s]["wall_s"] for s in ("count", "percpu", "rcu"))
+    host = result["host"]
+    assert host["usable_cores"] >= 1 and host["hostname"] and host["load_average"]
+    section = result["reproduce"]
+    assert section["scenario_differences"] == []
+    md = (path.parent / "reproduce.md").read_text()
+    for text in PUBLISHED_TEXT:
+        assert text in md
+    assert "What differs" in md and "NOT the published scenario" not in md

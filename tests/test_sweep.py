@@ -1,0 +1,199 @@
+"""The sweep command and the power-law fit: table, JSON and PNG on small real sweeps."""
+
+import io
+import json
+import math
+import struct
+import sys
+
+import pytest
+
+from lpw_mp.cli import main
+from lpw_mp.fit import power_law
+from lpw_mp.sweep import parse_vary, sweep_bar
+
+pytestmark = pytest.mark.timeout(60)
+
+# The walker-side phase is not what these tests look at; skipping it keeps them fast.
+FAST = ["--walker-time", "0"]
+SMALL = ["--cpus", "2", "--walk-rate", "0", *FAST]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def sweep_folder(runs):
+    (folder,) = [p for p in runs.iterdir()]
+    assert folder.name.startswith("sweep-")
+    return folder
+
+
+def png_size(path):
+    """Width and height from a PNG's IHDR chunk, after checking the signature."""
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_fit_recovers_a_known_exponent():
+    """On exact power-law data the fit returns the exponent and coefficient; a few percent of
+    multiplicative noise moves the exponent by little."""
+    xs = [2, 4, 8, 16, 32, 64, 128]
+    fit = power_law(xs, [3.0 * x ** 1.5 for x in xs])
+    assert fit["exponent"] == pytest.approx(1.5, abs=1e-9)
+    assert fit["coefficient"] == pytest.approx(3.0, rel=1e-9)
+    assert fit["r2"] == pytest.approx(1.0) and fit["n"] == 7 and fit["note"] is None
+    noisy = power_law(xs, [0.002 * x * (1.05 if i % 2 else 0.95) for i, x in enumerate(xs)])
+    assert noisy["exponent"] == pytest.approx(1.0, abs=0.05)
+    assert 0.99 < noisy["r2"] < 1.0
+
+
+def test_fit_leaves_out_non_positive_points_and_says_when_it_is_weak():
+    """Zero x (walk rate 0), missing or zero times are left out and counted; two points give a
+    two-point slope with a note and no r2; one point gives no exponent at all."""
+    fit = power_law([0, 1, 2, 4], [1.0, None, 2.0, 4.0])
+    assert fit["n"] == 2 and fit["excluded"] == 2
+    assert fit["exponent"] == pytest.approx(1.0) and fit["r2"] is None
+    assert "only 2 points" in fit["note"]
+    none = power_law([4, 4], [1.0, 2.0])
+    assert none["exponent"] is None and "1 distinct" in none["note"]
+
+
+def test_vary_accepts_lists_and_doubling_ranges():
+    """NAME=LO..HI doubles from LO to HI; sizes take suffixes; dashes name attributes."""
+    assert parse_vary("cpus=2..128") == ("cpus", [2, 4, 8, 16, 32, 64, 128])
+    assert parse_vary("memory=64M..256M") == ("memory", [64 << 20, 128 << 20, 256 << 20])
+    assert parse_vary("walk-rate=0,10,100") == ("walk_rate", [0.0, 10.0, 100.0])
+    assert parse_vary("cpumask=sticky,trim") == ("cpumask", ["sticky", "trim"])
+
+
+def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsys):
+    """A sweep of memory under ipi writes sweep.md, sweep.json and a valid PNG; ipi's IPI
+    count grows exactly linearly with memory (fitted exponent 1), and the fit reported for the
+    time is the power law of the measured times. (How close that exponent is to 1 depends on
+    the host's load, so it is a benchmark figure, not asserted here; the fit itself is tested
+    on synthetic data above.)"""
+    runs = tmp_path / "runs"
+    code = main(["sweep", "--vary", "memory=16M..512M", "--strategy", "ipi", *SMALL,
+                 "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0
+    folder = sweep_folder(runs)
+    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md", "sweep.png"]
+    width, height = png_size(folder / "sweep.png")
+    assert width >= 320 and height >= 240
+    from matplotlib.image import imread
+    assert imread(folder / "sweep.png").shape[:2] == (height, width)
+
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert sweep["format"] == "lpw_mp-sweep" and sweep["format_version"] == 1
+    assert sweep["status"] == "complete" and sweep["sweep_id"] == folder.name
+    assert sweep["host"]["usable_cores"] >= 1 and sweep["config"]["cpus"] == 2
+    sizes = [16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20, 512 << 20]
+    assert sweep["vary"] == [{"name": "memory", "values": sizes}]
+    assert [p["values"]["memory"] for p in sweep["points"]] == sizes
+    legs = [p["legs"][0] for p in sweep["points"]]
+    assert all("examples" not in leg["violations"] for leg in legs)
+    rounds = power_law(sizes, [leg["serialisations"] for leg in legs])
+    assert rounds["exponent"] == pytest.approx(1.0, abs=1e-9)
+    (fit,) = sweep["fits"]
+    assert fit["strategy"] == "ipi" and fit["parameter"] == "memory" and fit["n"] == 6
+    assert fit["exponent"] == pytest.approx(power_law(sizes, [leg["wall_s"] for leg in legs])
+                                            ["exponent"])
+
+    for size in ("16M", "32M", "64M", "128M", "256M", "512M"):
+        assert f"\n{size} " in out
+    assert f"x^{fit['exponent']:.2f}" in out
+    md = (folder / "sweep.md").read_text()
+    assert "| memory" in md and "![munmap time](sweep.png)" in md
+
+
+def test_two_parameters_give_a_row_per_point_and_a_fit_per_group(tmp_path):
+    """--vary twice runs the cross product; numeric parameters are fitted once per value of
+    the other; a non-numeric one (cpumask) is not fitted but still plotted (one panel each)."""
+    runs = tmp_path / "runs"
+    code = main(["sweep", "--vary", "cpus=2,4", "--vary", "cpumask=sticky,trim", "--memory",
+                 "8M", "--strategy", "ipi,count", "--walk-rate", "0", *FAST,
+                 "--runs-dir", str(runs), "--quiet"])
+    assert code == 0
+    folder = sweep_folder(runs)
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert [p["values"] for p in sweep["points"]] == [
+        {"cpus": 2, "cpumask": "sticky"}, {"cpus": 2, "cpumask": "trim"},
+        {"cpus": 4, "cpumask": "sticky"}, {"cpus": 4, "cpumask": "trim"}]
+    assert {(f["strategy"], f["fixed"]["cpumask"]) for f in sweep["fits"]} == {
+        ("ipi", "sticky"), ("ipi", "trim"), ("count", "sticky"), ("count", "trim")}
+    assert all(f["parameter"] == "cpus" and f["n"] == 2 for f in sweep["fits"])
+    width, _ = png_size(folder / "sweep.png")
+    assert width >= 2 * 320  # two panels side by side
+    table = (folder / "sweep.md").read_text()
+    assert table.count("| 2      |") + table.count("| 4      |") == 4
+
+
+def test_without_matplotlib_the_table_and_json_are_still_written(tmp_path, capsys,
+                                                                   monkeypatch):
+    """With matplotlib missing, sweep writes sweep.md and sweep.json, no PNG, and says in one
+    line that the plot needs the plot extra."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    runs = tmp_path / "runs"
+    code = main(["sweep", "--vary", "memory=8M,16M", "--strategy", "ipi", *SMALL,
+                 "--runs-dir", str(runs), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 0
+    folder = sweep_folder(runs)
+    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md"]
+    assert "sweep.png" not in (folder / "sweep.md").read_text()
+    assert err.count("\n") == 1 and "pip install '.[plot]'" in err
+
+
+def test_outer_bar_counts_points_on_a_terminal_only():
+    """The sweep's outer progress bar shows points done out of the total on a terminal, and is
+    absent when stderr is not one."""
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    stream = Tty()
+    bar = sweep_bar(3, stream)
+    bar.update(1)
+    bar.refresh()
+    assert "sweep" in stream.getvalue() and "1/3" in stream.getvalue()
+    bar.close()
+    assert sweep_bar(3, io.StringIO()) is None
+
+
+BAD = [
+    ([], "sweep needs --vary"),
+    (["--vary", "bogus=1"], "cannot vary 'bogus'"),
+    (["--vary", "cpus"], "expected NAME=V1,V2"),
+    (["--vary", "cpus="], "expected NAME=V1,V2"),
+    (["--vary", "cpus=abc"], "not a whole number"),
+    (["--vary", "cpus=8..2"], "must run from a positive value up"),
+    (["--vary", "cpus=2,2"], "repeated"),
+    (["--vary", "cpus=0,2"], "sweep point cpus=0: --cpus"),
+    (["--vary", "memory=3M"], "sweep point memory=3M"),
+    (["--vary", "cpumask=fuzzy"], "unknown cpumask 'fuzzy'"),
+    (["--vary", "cpus=2", "--vary", "cpus=4"], "given twice"),
+    (["--vary", "cpus=2", "--vary", "memory=8M", "--vary", "walk-rate=1"], "at most 2"),
+    (["--vary", "cpus=2", "--walk-rate", "-1"], "--walk-rate"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) or "none" for a, _ in BAD])
+def test_bad_sweep_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+    """Every malformed --vary or bad point: exit 2, one line naming the problem, no folder."""
+    runs = tmp_path / "runs"
+    code = main(["sweep", *args, "--runs-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("lpw_mp: error: "), err
+    assert message in err
+    assert not runs.exists()
+
+
+def test_sweep_result_is_plain_json_numbers():
+    """Exponents and values in sweep.json are finite numbers (no NaN that JSON cannot hold)."""
+    fit = power_law([1, 2, 4], [5.0, 5.0, 5.0])
+    assert fit["exponent"] == 0.0 and fit["r2"] == 1.0
+    assert all(math.isfinite(v) for v in (fit["exponent"], fit["coefficient"], fit["r2"]))
+    json.dumps(fit, allow_nan=False)
