@@ -42,6 +42,8 @@ def format_duration(seconds: float) -> str:
     if seconds is None:
         return "-"
     s = abs(seconds)
+    if s >= 1000:
+        return f"{seconds:,.0f} s"
     if s >= 1:
         return f"{seconds:.3g} s"
     if s >= 1e-3:

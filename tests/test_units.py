@@ -48,4 +48,5 @@ def test_format_duration_picks_a_unit():
     """Durations print with three significant digits in the largest fitting unit."""
     assert format_duration(0.00123) == "1.23 ms"
     assert format_duration(2.5) == "2.5 s"
+    assert format_duration(1090.4) == "1,090 s"
     assert format_duration(None) == "-"
