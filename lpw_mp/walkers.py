@@ -38,7 +38,6 @@ def measure_walkers(emu, seconds: float) -> dict:
             m.settled[cpu] = 0
         m.saturate.value = 0
     elapsed = time.perf_counter() - start
-    after = emu.walker_stats(since=before)
     # The updater must not start while CPUs are still walking back to back: under count that
     # would turn skipped serialisations into broadcasts.
     deadline = time.monotonic() + SETTLE_TIMEOUT
@@ -48,6 +47,9 @@ def measure_walkers(emu, seconds: float) -> dict:
         if time.monotonic() > deadline:
             raise EmulatorError("simulated CPUs did not leave the walker phase in "
                                 f"{SETTLE_TIMEOUT:g} s")
+    # Read once every CPU has finished its last back-to-back walk, so that the counters and
+    # the histograms describe the same walks.
+    after = emu.walker_stats(since=before)
     walks = after["walks"]
     cost, window = after["cost_hist"], after["window_hist"]
     return {
