@@ -11,9 +11,11 @@ import sys
 from lpw_mp import __version__
 from lpw_mp.config import Config, ConfigError, START_METHODS
 from lpw_mp.coordinator import OPS
+from lpw_mp.emulator import deferred_signals
 from lpw_mp.machine import CPUMASK_MODES
 from lpw_mp.progress import progress_factory
 from lpw_mp.report import annotate, exit_status, format_terminal, write_run
+from lpw_mp.resources import preflight
 from lpw_mp.runner import run
 from lpw_mp.strategies import STRATEGIES, parse_strategies
 from lpw_mp.units import parse_duration, parse_size
@@ -126,21 +128,28 @@ def cmd_run(argv) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
+        preflight(cfg)  # a run the host cannot start fails here, not halfway
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     show_progress = not (args.quiet or args.json)
     result = run(cfg, argv=[f"python -m {PROG}", *argv],
                  progress_factory=progress_factory(cfg) if show_progress else None)
-    annotate(result)
-    folder = write_run(result, cfg.runs_dir)
-    if args.json:
+    with deferred_signals():  # a Ctrl-C now must not cost the report of what ran
+        annotate(result)
+        try:
+            folder = write_run(result, cfg.runs_dir)
+        except OSError as exc:  # disk full, folder removed: print the result rather than lose it
+            folder = None
+            print(f"{PROG}: error: could not write a run folder in {cfg.runs_dir}: {exc}",
+                  file=sys.stderr)
+    if args.json or folder is None:
         print(json.dumps(result, indent=2))
     elif args.quiet:
         print(folder)
     else:
         print(format_terminal(result))
         print(f"\nreport: {folder}/report.md  result: {folder}/result.json")
-    return exit_status(result)
+    return exit_status(result) if folder else max(exit_status(result), 1)
 
 
 #: Subcommands: name -> "module:function" taking argv (after the name) and returning a status.
@@ -170,5 +179,8 @@ def main(argv=None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # outside a run (whose runner reports it): no traceback
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:
         return 1

@@ -5,11 +5,19 @@ Processes are stopped with escalation: ask (the stop flag and a wake-up), wait, 
 then SIGKILL. Every child also dies with this process (``PR_SET_PDEATHSIG``), so nothing is left
 behind even when the parent is killed. All shared memory is ``RawArray`` / unlinked semaphores,
 which the kernel frees with the last process that maps them: nothing can leak in /dev/shm.
+Forking a process and stopping the machine are never cut in half by SIGINT or SIGTERM: those
+are held back until the step is done (``deferred_signals``).
+
+Every child is named after its role in ``/proc/PID/comm``, which ps and top show and psutil
+reads: ``<strategy>:cpu<N>`` for a simulated CPU, ``<strategy>:coord`` for the coordinator.
 """
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
 import signal
+import threading
 import time
 from multiprocessing.connection import wait
 
@@ -22,13 +30,50 @@ from lpw_mp.strategies import STRATEGIES
 
 #: How long stopping processes may take at each step of the escalation.
 STOP_GRACE = 2.0
+#: Once a process of the machine has died, how long the others get for each step: the dead one
+#: may have held a lock they wait for, so asking politely for long is pointless.
+DEATH_GRACE = 0.5
+#: How long the coordinator gets to report after it is told that a CPU died.
+ABORT_GRACE = 1.0
+#: A sentinel fires when the process closes its files, a moment before it can be reaped.
+REAP_TIMEOUT = 2.0
 #: Upper bound on CPU start-up: the base plus a per-CPU allowance (fork is slow when loaded).
 READY_BASE, READY_PER_CPU = 30.0, 0.05
 
+PR_SET_NAME = 15
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class EmulatorError(RuntimeError):
     """The emulated machine failed: a process died, could not start, or did not answer."""
+
+
+@contextlib.contextmanager
+def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)):
+    """Hold ``signums`` back for the length of the block, then deliver them to this process.
+
+    A handler that raises (the runner's, Python's KeyboardInterrupt) must not land between a
+    fork and the line that records the child, or halfway through a teardown. A child forked
+    inside the block inherits the recording handler until it installs its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread runs Python signal handlers
+        return
+    pending = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum))
+                for signum in signums}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
+
+
+def _run_named(comm: str, target, *args) -> None:
+    """Entry point of every child: set its ``comm`` (at most 15 bytes), then run ``target``."""
+    _libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
+    target(*args)
 
 
 def describe_exit(code) -> str:
@@ -78,19 +123,25 @@ class Emulator:
 
     # -- start --------------------------------------------------------------------------------
 
+    def _fork(self, comm: str, target, *args):
+        proc = self.ctx.Process(target=_run_named, name=f"lpw_mp-{comm}", daemon=True,
+                                args=(f"{self.strategy_name}:{comm}", target, *args))
+        proc.start()
+        return proc
+
     def start_cpus(self) -> None:
         cfg, parent = self.cfg, os.getpid()
         for cpu in range(cfg.cpus):
-            proc = self.ctx.Process(
-                target=cpu_main, name=f"lpw_mp-cpu{cpu}", daemon=True,
-                args=(parent, cpu, self.machine, self.table, self.strategy, self.checker,
-                      cfg.walk_rate, cfg.walk_window, cfg.seed, self.hooks.get(cpu)))
-            try:
-                proc.start()
-            except OSError as exc:
-                raise EmulatorError(f"could not start simulated CPU {cpu} of {cfg.cpus}: "
-                                    f"{exc.strerror or exc} (lower --cpus)") from None
-            self.cpus.append(proc)
+            with deferred_signals():
+                try:
+                    proc = self._fork(f"cpu{cpu}", cpu_main, parent, cpu, self.machine,
+                                      self.table, self.strategy, self.checker, cfg.walk_rate,
+                                      cfg.walk_window, cfg.seed, self.hooks.get(cpu))
+                except OSError as exc:  # EAGAIN (process limit), ENOMEM, EMFILE
+                    raise EmulatorError(
+                        f"could not start simulated CPU {cpu} of {cfg.cpus} under strategy "
+                        f"{self.strategy_name}: {exc.strerror or exc} (lower --cpus)") from None
+                self.cpus.append(proc)
         self._wait_ready()
 
     def _wait_ready(self) -> None:
@@ -106,13 +157,18 @@ class Emulator:
         cfg = self.cfg
         reader, writer = self.ctx.Pipe(duplex=False)
         self._go = self.ctx.Semaphore(0)
-        self.coord = self.ctx.Process(
-            target=coordinator_main, name="lpw_mp-coordinator", daemon=True,
-            args=(os.getpid(), writer, self._go, self.machine, self.table, self.strategy,
-                  cfg.ipi_timeout, self.progress, op or cfg.op, slots, cfg.mixed_ops, cfg.seed))
-        self.coord.start()
-        writer.close()
-        self._conn = reader
+        with deferred_signals():
+            try:
+                self.coord = self._fork(
+                    "coord", coordinator_main, os.getpid(), writer, self._go, self.machine,
+                    self.table, self.strategy, cfg.ipi_timeout, self.progress, op or cfg.op,
+                    slots, cfg.mixed_ops, cfg.seed)
+            except OSError as exc:
+                raise EmulatorError(f"could not start the coordinator under strategy "
+                                    f"{self.strategy_name}: {exc.strerror or exc}") from None
+            finally:
+                writer.close()
+            self._conn = reader
         self._go.release()
 
     # -- watch --------------------------------------------------------------------------------
@@ -152,14 +208,14 @@ class Emulator:
             for obj in ready:
                 if obj in by_sentinel:
                     cpu = by_sentinel[obj]
-                    self.cpus[cpu].join(0)
+                    self.cpus[cpu].join(REAP_TIMEOUT)
                     self._dead.setdefault(cpu, self.cpus[cpu].exitcode)
                     watched.remove(obj)
             if self._dead and abort_deadline is None:
                 self.machine.abort.value = 1
-                abort_deadline = time.monotonic() + STOP_GRACE
+                abort_deadline = time.monotonic() + ABORT_GRACE
             if self.coord.sentinel in ready and self._conn not in watched:
-                self.coord.join(0)
+                self.coord.join(REAP_TIMEOUT)
                 raise EmulatorError(f"the coordinator {describe_exit(self.coord.exitcode)} "
                                     f"under strategy {self.strategy_name}")
             if abort_deadline is not None and time.monotonic() > abort_deadline:
@@ -186,7 +242,12 @@ class Emulator:
     # -- stop ---------------------------------------------------------------------------------
 
     def shutdown(self) -> None:
-        """Stop every process: ask, wait, SIGTERM, wait, SIGKILL. Idempotent."""
+        """Stop every process: ask, wait, SIGTERM, wait, SIGKILL. Idempotent; SIGINT and
+        SIGTERM wait until it is done."""
+        with deferred_signals():
+            self._shutdown()
+
+    def _shutdown(self) -> None:
         if self._stopped:
             return
         self._stopped = True
@@ -200,7 +261,8 @@ class Emulator:
         m.wake_all()
         for hook in self.hooks.values():
             hook.resume.release()
-        _stop_processes(procs)
+        coord_died = self.coord is not None and self.coord.exitcode not in (None, 0)
+        _stop_processes(procs, DEATH_GRACE if self._dead or coord_died else STOP_GRACE)
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -77,11 +77,21 @@ def run_strategy(cfg, name: str, on_progress=None) -> dict:
         return leg
 
 
+def _leg_stub(name: str, status: str, error=None) -> dict:
+    """The row of a leg without figures: ``failed``, ``interrupted`` or ``not run``."""
+    leg = {"strategy": name, "safe": STRATEGIES[name].safe, "kernel": STRATEGIES[name].kernel,
+           "status": status}
+    if error is not None:
+        leg["error"] = error
+    return leg
+
+
 def run(cfg, argv=None, progress_factory=None) -> dict:
     """Run every strategy of ``cfg`` in turn; never raises for a failed leg or an interrupt.
 
     The result's ``status`` is ``complete``, ``failed`` (a leg failed; later legs were not run)
-    or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it)."""
+    or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). Legs that finished keep their
+    figures either way; the leg under way is marked ``failed`` or ``interrupted``."""
     result = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
         "command": list(argv if argv is not None else sys.argv),
@@ -100,17 +110,21 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
 
     previous = signal.signal(signal.SIGTERM, on_signal)
     previous_int = signal.signal(signal.SIGINT, on_signal)
+    started = []
     try:
         for name in cfg.strategies:
+            started.append(name)
             bar = progress_factory(name) if progress_factory else None
             try:
                 result["legs"].append(run_strategy(cfg, name, bar))
-            except EmulatorError as exc:
+            except (EmulatorError, OSError, MemoryError) as exc:
+                # OSError, MemoryError: the host refused memory or a process; the legs that
+                # finished must still be reported.
+                error = (str(exc) if isinstance(exc, EmulatorError)
+                         else f"{type(exc).__name__}: {exc} under strategy {name}")
                 result["status"] = "failed"
-                result["errors"].append(str(exc))
-                result["legs"].append({"strategy": name, "safe": STRATEGIES[name].safe,
-                                       "kernel": STRATEGIES[name].kernel,
-                                       "status": "failed", "error": str(exc)})
+                result["errors"].append(error)
+                result["legs"].append(_leg_stub(name, "failed", error))
                 break
             finally:
                 if bar is not None:
@@ -125,7 +139,7 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
     done = {leg["strategy"] for leg in result["legs"]}
     for name in cfg.strategies:
         if name not in done:
-            result["legs"].append({"strategy": name, "safe": STRATEGIES[name].safe,
-                                   "kernel": STRATEGIES[name].kernel, "status": "not run"})
+            interrupted = name in started and result["status"] == "interrupted"
+            result["legs"].append(_leg_stub(name, "interrupted" if interrupted else "not run"))
     result["finished"] = _now()
     return result

@@ -1,7 +1,27 @@
 """``count``: the seed (v5, Oct 2019), one atomic counter of running lockless walks per mm."""
 
+from multiprocessing.sharedctypes import RawValue
+
 from lpw_mp.machine import smp_mb
 from lpw_mp.strategies.base import Strategy
+
+
+class LockHook:
+    """Test hook: once ``armed`` is set, CPU ``cpu`` stops inside its next
+    ``begin_lockless_pgtbl_walk`` while it holds the counter's lock, posts ``held`` and waits
+    for ``resume``. Install it with ``CountStrategy.set_lock_hook`` before the CPUs fork."""
+
+    def __init__(self, ctx, cpu: int):
+        self.cpu = cpu
+        self.armed = RawValue("b", 0)
+        self.held = ctx.Semaphore(0)
+        self.resume = ctx.Semaphore(0)
+
+    def pause(self) -> None:
+        if self.armed.value:
+            self.armed.value = 0
+            self.held.release()
+            self.resume.acquire()
 
 
 class CountStrategy(Strategy):
@@ -21,7 +41,7 @@ class CountStrategy(Strategy):
         self._obj = self.counter.get_obj()
         self._stop = machine.stop
 
-    def _atomic_add(self, delta: int) -> None:
+    def _atomic_add(self, delta: int, pause=None) -> None:
         lock = self._lock
         if not lock.acquire(False):
             # Contended: block, but give up if the run is being torn down (the holder may be dead).
@@ -29,6 +49,8 @@ class CountStrategy(Strategy):
                 if self._stop.value:
                     raise SystemExit(0)
         self._obj.value += delta
+        if pause is not None:  # a LockHook, in tests only
+            pause()
         lock.release()
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
@@ -36,6 +58,13 @@ class CountStrategy(Strategy):
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         self._atomic_add(-1)
+
+    def set_lock_hook(self, hook: LockHook) -> None:
+        """Tests only: CPU ``hook.cpu`` runs ``hook.pause`` with the lock held in every begin.
+        This replaces the method on this instance, so the product path only tests a local."""
+        def begin(cpu: int) -> None:
+            self._atomic_add(1, hook.pause if cpu == hook.cpu else None)
+        self.begin_lockless_pgtbl_walk = begin
 
     def running_lockless_pgtbl_walk(self) -> int:
         """How many walks are in progress (an ``atomic_read``: no lock)."""

@@ -1,0 +1,108 @@
+"""The resource preflight: a run the host cannot start is refused before anything starts, with
+one line naming the limit, and the estimates it rests on hold on real processes."""
+
+import resource
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from lpw_mp import resources
+from lpw_mp.config import ConfigError
+from lpw_mp.emulator import Emulator
+from lpw_mp.resources import Host, preflight, problems
+from lpw_mp.walkers import measure_walkers
+
+pytestmark = pytest.mark.timeout(60)
+
+ROOMY = dict(nproc_limit=100_000, user_tasks=100, system_tasks_free=30_000,
+             cgroup_tasks_free=None, memory_free=64 << 30, files_hard=1 << 20)
+
+
+@pytest.mark.parametrize("tight,cpus,message", [
+    (dict(nproc_limit=600, user_tasks=100), 512,
+     "--cpus 512 needs 513 more processes, but this user already runs 100 of the 600 allowed "
+     "(ulimit -u)"),
+    (dict(system_tasks_free=400), 512,
+     "--cpus 512 needs 513 more processes, but the system (pid_max, threads-max) allows only "
+     "400 more"),
+    (dict(cgroup_tasks_free=64), 64,
+     "--cpus 64 needs 65 more processes, but the pids cgroup (pids.max) allows only 64 more"),
+    (dict(memory_free=1 << 30), 1024,
+     "--cpus 1024 needs about 5.1 GiB of memory (5 MiB per CPU process), but only 1.0 GiB is "
+     "available"),
+    (dict(files_hard=1024), 1024,
+     "--cpus 1024 needs about 2114 open files in this process, but the limit is 1024 "
+     "(ulimit -Hn)"),
+], ids=["nproc", "pid_max", "pids-cgroup", "memory", "open-files"])
+def test_each_limit_refuses_a_run_that_does_not_fit(cfg, tight, cpus, message):
+    """Each limit, set just too low for the run, gives one line naming the limit and the
+    figures; the same host with room gives none."""
+    c = cfg(cpus=cpus)
+    assert problems(c, Host(**ROOMY)) == []
+    found = problems(c, Host(**{**ROOMY, **tight}))
+    assert len(found) == 1 and found[0].startswith(message), found
+    assert "\n" not in found[0]
+    with pytest.raises(ConfigError, match="^--cpus"):
+        preflight(c, Host(**{**ROOMY, **tight}))
+
+
+def test_the_memory_estimate_covers_what_real_cpu_processes_use(cfg):
+    """CPU_PROCESS_BYTES is at least 1.5 times the private memory (USS) a real simulated CPU
+    has after walking, so the preflight errs on the side of refusing."""
+    c = cfg(cpus=8, walk_rate=200.0)
+    with Emulator(c, "count") as emu:
+        measure_walkers(emu, 0.3)
+        uss = [psutil.Process(p.pid).memory_full_info().uss for p in emu.cpus]
+    assert max(uss) * 1.5 <= resources.CPU_PROCESS_BYTES, uss
+
+
+def test_preflight_raises_the_soft_limit_of_open_files(cfg):
+    """A soft RLIMIT_NOFILE too low for the CPUs' pipes is raised (up to the hard limit)
+    instead of failing at the first fork past it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, hard))
+    try:
+        preflight(cfg(cpus=500), Host(**ROOMY))
+        raised = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert raised >= resources.files_needed(500) > 1000
+
+
+@pytest.mark.parametrize("layout", ["v1", "v2"])
+def test_cgroup_limits_are_read_up_the_hierarchy(tmp_path, layout):
+    """The tightest limit counts, even when it is set on a parent of this process's cgroup,
+    in a cgroup v1 controller hierarchy and in the v2 unified one."""
+    proc_cgroup = tmp_path / "cgroup"
+    root = tmp_path / "fs"
+    if layout == "v1":
+        proc_cgroup.write_text("9:name=systemd:/\n8:pids:/a/b\n0::/\n")
+        base = root / "pids"
+    else:
+        proc_cgroup.write_text("0::/a/b\n")
+        base = root
+    for folder, limit, used in ((base / "a", "100", "90"), (base / "a" / "b", "max", "3")):
+        folder.mkdir(parents=True)
+        (folder / "pids.max").write_text(limit + "\n")
+        (folder / "pids.current").write_text(used + "\n")
+    headroom = resources._cgroup_headroom("pids", ("pids.max", "pids.current"),
+                                          proc_cgroup=str(proc_cgroup), root=str(root))
+    assert headroom == 10
+
+
+def test_a_run_too_big_for_the_host_fails_up_front(tmp_path):
+    """Through the real entry point, with a hard limit of open files too low for 500 CPUs:
+    exit status 2, one line naming the limit, no traceback, nothing run, no folder."""
+    def low_files():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+
+    runs = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-m", "lpw_mp", "--cpus", "500", "--memory", "8M",
+                           "--runs-dir", str(runs)], capture_output=True, text=True,
+                          preexec_fn=low_files, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == ("lpw_mp: error: --cpus 500 needs about 1066 open files in this "
+                           "process, but the limit is 256 (ulimit -Hn)\n")
+    assert proc.stdout == "" and not runs.exists()
