@@ -303,11 +303,14 @@ def write_folder(runs_dir: str, prefix: str, write, folder_id=None) -> str:
         raise
 
 
-def write_run(result: dict, runs_dir: str) -> str:
+def write_run(result: dict, runs_dir: str, extra=None) -> str:
     """Write ``report.md`` and ``result.json`` into a new ``runs_dir/<run-id>/`` (see
-    ``write_folder``); ``result["run_id"]``, if set, is tried first, and is set to the id used."""
+    ``write_folder``); ``result["run_id"]``, if set, is tried first, and is set to the id used.
+    ``extra`` maps more file names to functions rendering them from the result."""
     def write(stage, run_id):
         result["run_id"] = run_id
         write_file(os.path.join(stage, "result.json"), json.dumps(result, indent=2) + "\n")
         write_file(os.path.join(stage, "report.md"), format_markdown(result))
+        for name, render in (extra or {}).items():
+            write_file(os.path.join(stage, name), render(result))
     return write_folder(runs_dir, "", write, result.get("run_id"))

@@ -16,7 +16,7 @@ from lpw_mp.progress import progress_factory
 from lpw_mp.report import annotate, exit_status, format_terminal, write_run
 from lpw_mp.runner import run
 from lpw_mp.strategies import STRATEGIES
-from lpw_mp.sweep import parse_config, print_outcome, write_text_atomic
+from lpw_mp.sweep import parse_config, print_outcome
 from lpw_mp.units import format_duration, format_size
 
 #: The seed's scenario (v5 cover letter): the published figures were measured on this.
@@ -258,8 +258,7 @@ def main(argv) -> int:
                  progress_factory=progress_factory(cfg) if show_progress else None)
     annotate(result)
     result["reproduce"] = reproduce_section(result, args.preset)
-    folder = write_run(result, cfg.runs_dir)
-    write_text_atomic(f"{folder}/reproduce.md", format_markdown(result))
+    folder = write_run(result, cfg.runs_dir, extra={"reproduce.md": format_markdown})
     print_outcome(args, result, folder, "\n".join([
         format_terminal(result), "",
         "against the published figures (128 CPUs, 496G of 2M THPs, munmap):",

@@ -13,7 +13,6 @@ import itertools
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 
@@ -27,7 +26,7 @@ from lpw_mp.fit import format_exponent, power_law
 from lpw_mp.hostinfo import host_metadata
 from lpw_mp.machine import CPUMASK_MODES
 from lpw_mp.progress import progress_factory
-from lpw_mp.report import annotate, exit_status, new_run_id
+from lpw_mp.report import annotate, exit_status, write_file, write_folder
 from lpw_mp.runner import Interrupted, _now, run
 from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
 
@@ -431,41 +430,6 @@ def write_plot(sweep: dict, path: str) -> bool:
     return True
 
 
-def write_folder(runs_dir: str, prefix: str, write) -> str:
-    """Make a new ``runs_dir/<prefix><id>/`` filled by ``write(folder, folder_id)``.
-
-    The files are written into a hidden staging folder that is renamed into place, so the
-    folder is complete or absent. Returns the folder."""
-    os.makedirs(runs_dir, exist_ok=True)
-    while True:
-        folder_id = prefix + new_run_id()
-        final = os.path.join(runs_dir, folder_id)
-        if not os.path.exists(final):
-            break
-    stage = os.path.join(runs_dir, f".{folder_id}.tmp")
-    os.mkdir(stage)
-    try:
-        write(stage, folder_id)
-        os.rename(stage, final)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    return final
-
-
-def write_text_atomic(path: str, text: str) -> None:
-    """Write ``path`` under a temporary name and rename it into place."""
-    tmp = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_sweep(sweep: dict, runs_dir: str) -> tuple:
     """Write ``sweep.json``, ``sweep.md`` and (with matplotlib) ``sweep.png`` into a new
     sweep folder. Returns ``(folder, plotted)``."""
@@ -475,11 +439,9 @@ def write_sweep(sweep: dict, runs_dir: str) -> tuple:
         nonlocal plotted
         sweep["sweep_id"] = folder_id
         plotted = write_plot(sweep, os.path.join(stage, "sweep.png"))
-        with open(os.path.join(stage, "sweep.json"), "w") as f:
-            json.dump(sweep, f, indent=2)
-            f.write("\n")
-        with open(os.path.join(stage, "sweep.md"), "w") as f:
-            f.write(format_markdown(sweep, "sweep.png" if plotted else None))
+        write_file(os.path.join(stage, "sweep.json"), json.dumps(sweep, indent=2) + "\n")
+        write_file(os.path.join(stage, "sweep.md"),
+                   format_markdown(sweep, "sweep.png" if plotted else None))
 
     folder = write_folder(runs_dir, "sweep-", write)
     return folder, plotted
