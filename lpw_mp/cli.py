@@ -42,14 +42,14 @@ def _typed(fn, what):
     return convert
 
 
-def _int(text):
+def parse_int(text):
     try:
         return int(text)
     except ValueError:
         raise ValueError(f"{text!r} is not a whole number") from None
 
 
-def _float(text):
+def parse_float(text):
     try:
         return float(text)
     except ValueError:
@@ -58,7 +58,7 @@ def _float(text):
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     d = Config()
-    p.add_argument("--cpus", type=_typed(_int, "cpus"), default=d.cpus,
+    p.add_argument("--cpus", type=_typed(parse_int, "cpus"), default=d.cpus,
                    help=f"simulated CPUs, one OS process each (default {d.cpus})")
     p.add_argument("--memory", type=_typed(parse_size, "size"), default=d.memory,
                    help="size of the THP-mapped region, K/M/G/T suffixes (default 8G)")
@@ -70,27 +70,27 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         f"(default {','.join(d.strategies)})")
     p.add_argument("--op", choices=OPS, default=d.op,
                    help="operation the coordinator performs over the region (default munmap)")
-    p.add_argument("--ops", type=_typed(_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
+    p.add_argument("--ops", type=_typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
                    help="operations for --op mixed (default: one per THP)")
-    p.add_argument("--walk-rate", type=_typed(_float, "rate"), default=d.walk_rate,
+    p.add_argument("--walk-rate", type=_typed(parse_float, "rate"), default=d.walk_rate,
                    help=f"lockless walks per second per active CPU (default {d.walk_rate:g}: "
                         f"a lightly loaded guest)")
     p.add_argument("--walk-window", type=_typed(parse_duration, "duration"),
                    default=d.walk_window,
                    help="how long IRQs stay off per walk, e.g. 20us, 1ms (default 20us)")
-    p.add_argument("--pte-fraction", type=_typed(_float, "fraction"), default=d.pte_fraction,
+    p.add_argument("--pte-fraction", type=_typed(parse_float, "fraction"), default=d.pte_fraction,
                    help=f"fraction of THP slots mapped by a PTE page (default {d.pte_fraction})")
     p.add_argument("--cpumask", choices=CPUMASK_MODES, default=d.cpumask,
                    help="mm_cpumask maintenance: sticky (powerpc < v5.12), trim (v5.12), "
                         "accurate (x86) (default sticky)")
-    p.add_argument("--active-fraction", type=_typed(_float, "fraction"),
+    p.add_argument("--active-fraction", type=_typed(parse_float, "fraction"),
                    default=d.active_fraction,
                    help="fraction of CPUs running the process; the rest are idle (default 1)")
     p.add_argument("--walker-time", type=_typed(parse_duration, "duration"),
                    default=d.walker_time,
                    help="per strategy, how long the CPUs walk with no updater running to "
                         "measure the walker-side cost (default 1s; 0 skips it)")
-    p.add_argument("--seed", type=_typed(_int, "seed"), default=d.seed,
+    p.add_argument("--seed", type=_typed(parse_int, "seed"), default=d.seed,
                    help="seed of the page-table layout and the walk addresses")
     p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),
                    default=d.ipi_timeout,
@@ -124,13 +124,28 @@ def config_from_args(args) -> Config:
     return cfg.validate()
 
 
-def cmd_run(argv) -> int:
-    args = build_parser().parse_args(argv)
+def parse_config(parser, argv):
+    """``(args, Config)`` from ``argv``, validated and checked against the host's limits: a
+    bad value, or a run the host cannot start, is a UsageError before anything runs."""
+    args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args)
-        preflight(cfg)  # a run the host cannot start fails here, not halfway
+        preflight(cfg)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    return args, cfg
+
+
+def print_outcome(args, document: dict, folder: str, text: str) -> None:
+    """Print what --json, --quiet or neither asks for: the document, the folder or ``text``."""
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(folder if args.quiet else text)
+
+
+def cmd_run(argv) -> int:
+    args, cfg = parse_config(build_parser(), argv)
     show_progress = not (args.quiet or args.json)
     result = run(cfg, argv=[f"python -m {PROG}", *argv],
                  progress_factory=progress_factory(cfg) if show_progress else None)
@@ -142,13 +157,11 @@ def cmd_run(argv) -> int:
             folder = None
             print(f"{PROG}: error: could not write a run folder in {cfg.runs_dir}: {exc}",
                   file=sys.stderr)
-    if args.json or folder is None:
+    if folder is None:
         print(json.dumps(result, indent=2))
-    elif args.quiet:
-        print(folder)
     else:
-        print(format_terminal(result))
-        print(f"\nreport: {folder}/report.md  result: {folder}/result.json")
+        print_outcome(args, result, folder, format_terminal(result) +
+                      f"\n\nreport: {folder}/report.md  result: {folder}/result.json")
     return exit_status(result) if folder else max(exit_status(result), 1)
 
 

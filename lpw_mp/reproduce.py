@@ -11,12 +11,11 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.cli import PROG, Parser, UsageError, add_run_options
+from lpw_mp.cli import PROG, Parser, UsageError, add_run_options, parse_config, print_outcome
 from lpw_mp.progress import progress_factory
 from lpw_mp.report import annotate, exit_status, format_terminal, write_run
 from lpw_mp.runner import run
 from lpw_mp.strategies import STRATEGIES
-from lpw_mp.sweep import parse_config, print_outcome
 from lpw_mp.units import format_duration, format_size
 
 #: The seed's scenario (v5 cover letter): the published figures were measured on this.

@@ -23,7 +23,7 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -95,7 +95,7 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
     result = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
         "command": list(argv if argv is not None else sys.argv),
-        "started": _now(), "finished": None, "status": "complete",
+        "started": now(), "finished": None, "status": "complete",
         "config": cfg.to_dict(), "host": host_metadata(cfg.cpus, cfg.start_method),
         "legs": [], "errors": [],
     }
@@ -141,5 +141,5 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
         if name not in done:
             interrupted = name in started and result["status"] == "interrupted"
             result["legs"].append(_leg_stub(name, "interrupted" if interrupted else "not run"))
-    result["finished"] = _now()
+    result["finished"] = now()
     return result

@@ -20,14 +20,15 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from lpw_mp import __version__
-from lpw_mp.cli import PROG, Parser, UsageError, _float, _int, add_run_options, config_from_args
+from lpw_mp.cli import (PROG, Parser, UsageError, add_run_options, parse_config, parse_float,
+                        parse_int, print_outcome)
 from lpw_mp.config import ConfigError
 from lpw_mp.fit import format_exponent, power_law
 from lpw_mp.hostinfo import host_metadata
 from lpw_mp.machine import CPUMASK_MODES
 from lpw_mp.progress import progress_factory
 from lpw_mp.report import annotate, exit_status, write_file, write_folder
-from lpw_mp.runner import Interrupted, _now, run
+from lpw_mp.runner import Interrupted, now, run
 from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
 
 FORMAT = "lpw_mp-sweep"
@@ -47,13 +48,13 @@ def _rate(x):
 
 #: Parameters a sweep can vary: Config attribute -> (parse one value, print one value).
 PARAMETERS = {
-    "cpus": (_int, str),
+    "cpus": (parse_int, str),
     "memory": (parse_size, format_size),
     "thp_size": (parse_size, format_size),
-    "walk_rate": (_float, _rate),
+    "walk_rate": (parse_float, _rate),
     "walk_window": (parse_duration, format_duration),
-    "pte_fraction": (_float, "{:g}".format),
-    "active_fraction": (_float, "{:g}".format),
+    "pte_fraction": (parse_float, "{:g}".format),
+    "active_fraction": (parse_float, "{:g}".format),
     "cpumask": (_cpumask, str),
 }
 #: The others are categories: no power law, no log axis.
@@ -116,23 +117,6 @@ def build_parser() -> Parser:
     return p
 
 
-def parse_config(parser, argv):
-    """``(args, Config)`` from ``argv``; a bad value is a UsageError, before anything runs."""
-    args = parser.parse_args(argv)
-    try:
-        return args, config_from_args(args)
-    except ConfigError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def print_outcome(args, document: dict, folder: str, text: str) -> None:
-    """Print what --json, --quiet or neither asks for: the document, the folder or ``text``."""
-    if args.json:
-        print(json.dumps(document, indent=2))
-    else:
-        print(folder if args.quiet else text)
-
-
 def plan(argv):
     """Parse and check everything before anything runs: ``(args, base config, varied, points)``.
 
@@ -193,7 +177,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
     sweep = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
         "command": [f"python -m {PROG} sweep", *argv],
-        "started": _now(), "finished": None, "status": "complete",
+        "started": now(), "finished": None, "status": "complete",
         "config": base.to_dict(),
         "vary": [{"name": name, "values": values} for name, values in varied],
         "host": host_metadata(max(cfg.cpus for _, cfg in points), base.start_method),
@@ -234,7 +218,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
                                f"{max(1, len(sweep['points']))} of {len(points)}")
     sweep["unsafe_violations"] = sum(p["unsafe_violations"] for p in sweep["points"])
     sweep["fits"] = fit_sweep(sweep)
-    sweep["finished"] = _now()
+    sweep["finished"] = now()
     return sweep
 
 
