@@ -150,7 +150,8 @@ class Emulator:
             while not self.machine.ready.acquire(True, 0.5):
                 self.raise_if_cpu_died("while starting")
                 if time.monotonic() > deadline:
-                    raise EmulatorError("simulated CPUs did not start in time")
+                    raise EmulatorError(f"simulated CPUs did not start in time under "
+                                        f"strategy {self.strategy_name}")
 
     def start_coordinator(self, op=None, slots=None) -> None:
         """Fork the coordinator and let it start ``op`` (default: the configured one)."""
@@ -164,6 +165,7 @@ class Emulator:
                     self.table, self.strategy, cfg.ipi_timeout, self.progress, op or cfg.op,
                     slots, cfg.mixed_ops, cfg.seed)
             except OSError as exc:
+                reader.close()
                 raise EmulatorError(f"could not start the coordinator under strategy "
                                     f"{self.strategy_name}: {exc.strerror or exc}") from None
             finally:
