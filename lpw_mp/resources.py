@@ -12,11 +12,12 @@ from lpw_mp.config import ConfigError
 from lpw_mp.machine import HIST_BUCKETS, NSTATS
 from lpw_mp.pagetable import PageTable
 
-#: Memory one simulated CPU costs the host, with a margin. Measured with Python 3.11: private
-#: memory (USS) 2.1 MiB per CPU process at 128 CPUs and 3.1 MiB (at most 3.4) at 1024, and the
-#: host's available memory fell by 3.4 MiB per CPU at 1024, kernel side (page tables, stacks)
-#: included.
-CPU_PROCESS_BYTES = 5 << 20
+#: Memory one simulated CPU costs the host, with a margin: a fixed part plus a part that grows
+#: with the number of CPUs, because every process maps every CPU's semaphore (one kernel VMA
+#: each: N^2 in all). Measured with Python 3.11 (private memory 2.2 to 3.5 MiB per process),
+#: as the fall of the host's available memory: 3.4 to 3.8 MiB per CPU at 1024 CPUs, 4.5 at 2048,
+#: 5.7 at 3990 (where a 24 GiB host ran out).
+CPU_PROCESS_BYTES, CPU_PROCESS_BYTES_PER_CPU = 7 << 19, 1536
 #: The parent and the coordinator.
 BASE_BYTES = 128 << 20
 #: Files the parent holds open besides two pipe ends per child (multiprocessing's sentinels).
@@ -42,11 +43,15 @@ class Host:
     files_hard: int = None
 
 
+def per_cpu_bytes(cpus: int) -> int:
+    """The memory each simulated CPU costs the host in a run of ``cpus`` CPUs."""
+    return CPU_PROCESS_BYTES + CPU_PROCESS_BYTES_PER_CPU * cpus + (NSTATS + 2 * HIST_BUCKETS) * 8
+
+
 def memory_needed(cfg) -> int:
     """A generous estimate of the memory a run of ``cfg`` takes."""
-    per_cpu_shared = (NSTATS + 2 * HIST_BUCKETS + 16) * 8
     table = cfg.npmds * 16 + PageTable.pool_bytes(cfg.thp_size, cfg.pool_pages())
-    return BASE_BYTES + cfg.cpus * (CPU_PROCESS_BYTES + per_cpu_shared) + table
+    return BASE_BYTES + cfg.cpus * per_cpu_bytes(cfg.cpus) + table
 
 
 def files_needed(cpus: int) -> int:
@@ -68,7 +73,7 @@ def problems(cfg, host: Host) -> list:
     need = memory_needed(cfg)
     if host.memory_free is not None and need > host.memory_free:
         out.append(f"--cpus {cpus} needs about {need / 2**30:.1f} GiB of memory "
-                   f"({CPU_PROCESS_BYTES / 2**20:g} MiB per CPU process), but only "
+                   f"({per_cpu_bytes(cpus) / 2**20:.1f} MiB per CPU at this count), but only "
                    f"{max(host.memory_free, 0) / 2**30:.1f} GiB is available")
     files = files_needed(cpus)
     if host.files_hard is not None and files > host.files_hard:
