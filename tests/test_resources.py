@@ -1,18 +1,16 @@
 """The resource preflight: a run the host cannot start is refused before anything starts, with
 one line naming the limit, and the estimates it rests on hold on real processes."""
 
+import json
 import resource
 import subprocess
 import sys
 
-import psutil
 import pytest
 
 from lpw_mp import resources
 from lpw_mp.config import ConfigError
-from lpw_mp.emulator import Emulator
 from lpw_mp.resources import Host, preflight, problems
-from lpw_mp.walkers import measure_walkers
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,15 +46,28 @@ def test_each_limit_refuses_a_run_that_does_not_fit(cfg, tight, cpus, message):
         preflight(c, Host(**{**ROOMY, **tight}))
 
 
-def test_the_memory_estimate_covers_what_real_cpu_processes_use(cfg):
+#: Measures real CPU processes forked, as in a run, from a fresh interpreter: forked from pytest
+#: they would inherit its heap (hypothesis, matplotlib), and their private memory with it.
+USS_PROBE = """
+import json, psutil
+from lpw_mp.config import Config
+cfg = Config(cpus=8, memory=32 << 20, strategies=["count"], walk_rate=200.0,
+             runs_dir="/tmp").validate()
+with Emulator(cfg, "count") as emu:
+    measure_walkers(emu, 0.3)
+    print(json.dumps([psutil.Process(p.pid).memory_full_info().uss for p in emu.cpus]))
+"""
+
+
+def test_the_memory_estimate_covers_what_real_cpu_processes_use():
     """The estimate per CPU is at least 1.25 times the mean private memory (USS) of real
-    simulated CPUs after walking, before their kernel side is even counted: the preflight errs
-    on the side of refusing."""
-    c = cfg(cpus=8, walk_rate=200.0)
-    with Emulator(c, "count") as emu:
-        measure_walkers(emu, 0.3)
-        uss = [psutil.Process(p.pid).memory_full_info().uss for p in emu.cpus]
-    assert sum(uss) / len(uss) * 1.25 <= resources.per_cpu_bytes(c.cpus), uss
+    simulated CPUs after walking, forked from a process that imported what a run imports,
+    before their kernel side is even counted: the preflight errs on the side of refusing."""
+    out = subprocess.run([sys.executable, "-c", USS_PROBE], capture_output=True, text=True,
+                         timeout=60, check=True).stdout
+    uss = json.loads(out)
+    assert len(uss) == 8
+    assert sum(uss) / len(uss) * 1.25 <= resources.per_cpu_bytes(8), uss
 
 
 def test_preflight_raises_the_soft_limit_of_open_files(cfg):
