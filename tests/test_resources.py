@@ -51,6 +51,8 @@ def test_each_limit_refuses_a_run_that_does_not_fit(cfg, tight, cpus, message):
 USS_PROBE = """
 import json, psutil
 from lpw_mp.config import Config
+from lpw_mp.emulator import Emulator
+from lpw_mp.walkers import measure_walkers
 cfg = Config(cpus=8, memory=32 << 20, strategies=["count"], walk_rate=200.0,
              runs_dir="/tmp").validate()
 with Emulator(cfg, "count") as emu:
