@@ -137,7 +137,9 @@ class Machine:
             if self.abort.value:
                 raise Aborted("run aborted while waiting for IPI acknowledgements")
             if time.monotonic() >= deadline:
-                raise IPITimeout(self.unacknowledged(cpus), timeout)
+                late = self.unacknowledged(cpus)
+                if late:  # else every target answered and the last one's post is on its way
+                    raise IPITimeout(late, timeout)
 
     def unacknowledged(self, cpus) -> list:
         return [cpu for cpu in cpus if self.ack_gen[cpu] != self.ipi_gen[cpu]]
