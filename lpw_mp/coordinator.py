@@ -153,7 +153,10 @@ class Updater:
         else:
             progress[P_TOTAL] = len(slots)
             action = {"munmap": self.zap_pmd, "split": self.split, "collapse": self.collapse}[op]
+            abort = self.m.abort
             for slot in slots:
+                if abort.value:  # a strategy that never waits would not notice otherwise
+                    raise Aborted("run aborted")
                 action(slot)
                 progress[P_DONE] += 1
             if op == "munmap":
