@@ -13,7 +13,6 @@ IPI round.
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile

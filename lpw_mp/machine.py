@@ -111,10 +111,6 @@ class Machine:
 
     # -- IPIs ---------------------------------------------------------------------------------
 
-    def send_ipi(self, cpu: int) -> None:
-        self.ipi_gen[cpu] += 1
-        self.wake[cpu].release()
-
     def smp_call_function_many(self, cpus, timeout: float) -> None:
         """Send ``do_nothing`` to ``cpus`` and wait until every one has run it (``wait=1``).
 
@@ -156,6 +152,3 @@ class Machine:
         for name, index in WALKER_COUNTERS.items():
             out[name] = sum(stats[index::NSTATS]) - (since[name] if since else 0)
         return out
-
-    def stat_of(self, cpu: int, index: int) -> int:
-        return self.stats[cpu * NSTATS + index]
