@@ -49,12 +49,14 @@ def smp_mb() -> None:
 class IPITimeout(RuntimeError):
     """Target CPUs did not acknowledge an IPI within the bound."""
 
+    what = "acknowledge an IPI"
+
     def __init__(self, cpus, seconds):
         self.cpus = list(cpus)
         self.seconds = seconds
         shown = ", ".join(str(c) for c in self.cpus[:8]) + (" ..." if len(self.cpus) > 8 else "")
         noun = "CPU" if len(self.cpus) == 1 else "CPUs"
-        super().__init__(f"{noun} {shown} did not acknowledge an IPI within {seconds:g} s")
+        super().__init__(f"{noun} {shown} did not {self.what} within {seconds:g} s")
 
 
 class Aborted(RuntimeError):

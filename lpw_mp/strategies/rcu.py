@@ -14,12 +14,7 @@ MAX_TABLE_BATCH = 509
 class GracePeriodTimeout(IPITimeout):
     """CPUs did not pass a quiescent state within the bound."""
 
-    def __init__(self, cpus, seconds):
-        super().__init__(cpus, seconds)
-        self.args = (str(self).replace("acknowledge an IPI", "pass a quiescent state"),)
-
-    def __str__(self):
-        return self.args[0]
+    what = "pass a quiescent state"
 
 
 class RCUStrategy(Strategy):
