@@ -8,6 +8,8 @@ pointer was in use: one violation.
 
 from multiprocessing.sharedctypes import RawArray, RawValue
 
+from lpw_mp.machine import acquire_or_exit
+
 PTE_PAGE_REUSED = 1   # the PTE page was freed (and may be reused by another mapping)
 PMD_SLOT_REPURPOSED = 2  # the huge leaf the walker treats as a PTE was freed or turned into a table
 VIOLATION_KINDS = {PTE_PAGE_REUSED: "PTE page reused", PMD_SLOT_REPURPOSED: "PMD slot repurposed"}
@@ -20,18 +22,21 @@ _FIELDS = 5  # kind, cpu, slot, generation taken, generation seen
 class SafetyChecker:
     """Violation counts and the first ``CAPACITY`` records, in shared memory."""
 
-    def __init__(self, ctx):
+    def __init__(self, ctx, stop=None):
         self.lock = ctx.Lock()
+        #: The machine's stop flag: a walker waiting for a frozen reporter gives up on it.
+        self.stop = stop if stop is not None else RawValue("b", 0)
         self.count = RawValue("q", 0)
         self.records = RawArray("q", CAPACITY * _FIELDS)
 
     def report(self, kind: int, cpu: int, slot: int, taken: int, seen: int) -> None:
-        with self.lock:
-            n = self.count.value
-            if n < CAPACITY:
-                base = n * _FIELDS
-                self.records[base:base + _FIELDS] = [kind, cpu, slot, taken, seen]
-            self.count.value = n + 1
+        acquire_or_exit(self.lock, self.stop)
+        n = self.count.value
+        if n < CAPACITY:
+            base = n * _FIELDS
+            self.records[base:base + _FIELDS] = [kind, cpu, slot, taken, seen]
+        self.count.value = n + 1
+        self.lock.release()
 
     def violations(self) -> list:
         n = min(self.count.value, CAPACITY)

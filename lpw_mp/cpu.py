@@ -15,8 +15,11 @@ import time
 
 from lpw_mp import checker as chk
 from lpw_mp import pagetable as ptm
-from lpw_mp.machine import (HIST_BUCKETS, HIST_STEPS, NSTATS, ST_BEGIN_END_NS, ST_HELD,
-                            ST_IPIS, ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS)
+from lpw_mp.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_START, FreezeHook,
+                          freeze_point)
+from lpw_mp.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS, NSTATS,
+                            ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS, ST_RETRIES,
+                            ST_WALK_NS, ST_WALKS, acquire_or_exit)
 from lpw_mp.strategies.base import Strategy
 
 PR_SET_PDEATHSIG = 1
@@ -72,7 +75,11 @@ class SimulatedCPU:
         self.walk_rate = walk_rate if machine.active[cpu] else 0.0
         self.walk_window = walk_window
         self.rng = random.Random(f"{seed}/cpu{cpu}")
-        self.hook = hook
+        hooks = hook if isinstance(hook, (list, tuple)) else [hook]
+        self.hook = next((h for h in hooks if isinstance(h, WalkHook)), None)
+        self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
+        # The strategy is this process's own copy: its walker side may stop at a point too.
+        strategy.freeze = self.freeze
         self.stat_base = cpu * NSTATS
         self.cost_hist, self.window_hist = machine.cost_hist, machine.window_hist
         self.hist_base = cpu * HIST_BUCKETS
@@ -88,6 +95,7 @@ class SimulatedCPU:
         m.irq_off[cpu] = 1                      # local_irq_disable()
         strategy.begin_lockless_pgtbl_walk(cpu)
         t1 = clock()
+        m.walk_slot[cpu] = slot
         pmd = pt.pmds[slot]                     # READ_ONCE(*pmdp)
         kind = pmd >> ptm.KIND_SHIFT
         held = None
@@ -145,7 +153,9 @@ class SimulatedCPU:
         m, cpu, strategy = self.m, self.cpu, self.strategy
         wake_acquire = m.wake[cpu].acquire
         ipi_gen, ack_gen, cpumask = m.ipi_gen, m.ack_gen, m.cpumask
-        ack_lock_acquire, ack_lock_release = m.ack_lock.acquire, m.ack_lock.release
+        ack_lock, doing = m.ack_lock, m.doing
+        ack_lock_acquire, ack_lock_release = ack_lock.acquire, ack_lock.release
+        freeze = self.freeze
         acks_owed, acks_done_release = m.acks_owed, m.acks_done.release
         # v5.12 (032b7f08932c): a lazy CPU that takes the IPI leaves mm_cpumask.
         leaves_mask = m.cpumask_mode == "trim" and not m.active[cpu]
@@ -160,6 +170,9 @@ class SimulatedCPU:
         rate = self.walk_rate
         monotonic = time.monotonic
         self.warm_up()
+        if freeze:
+            freeze_point(freeze, FREEZE_START)
+        doing[cpu] = DOING_RUN
         m.ready.release()
         if self.hook is not None:
             self.walk(self.hook.slot, self.hook.sub, self.hook)
@@ -171,13 +184,21 @@ class SimulatedCPU:
                 if leaves_mask:
                     cpumask[cpu] = 0
                 stats[ipis_index] += 1
-                ack_gen[cpu] = gen
-                ack_lock_acquire()
+                doing[cpu] = DOING_ACK
+                if not ack_lock_acquire(False):
+                    acquire_or_exit(ack_lock, stop)
                 owed = acks_owed.value - 1
                 acks_owed.value = owed
+                if freeze:
+                    freeze_point(freeze, FREEZE_ACK_LOCKED)
                 ack_lock_release()
                 if owed == 0:
                     acks_done_release()
+                if freeze:
+                    freeze_point(freeze, FREEZE_ACK_COUNTED)
+                # Last: until this store the sender can name this CPU as late.
+                ack_gen[cpu] = gen
+                doing[cpu] = DOING_RUN
             if stop.value:
                 return
             if saturate.value:
@@ -189,12 +210,14 @@ class SimulatedCPU:
                 settled[cpu] = 1
             timeout = None if next_walk is None else next_walk - monotonic()
             if timeout is None or timeout > 0:
+                doing[cpu] = DOING_IDLE
                 if idle_hooks:
                     idle_enter(cpu)
                     woke = wake_acquire(True, timeout)
                     idle_exit(cpu)
                 else:
                     woke = wake_acquire(True, timeout)
+                doing[cpu] = DOING_RUN
                 if woke:
                     continue
             if next_walk is None:  # woken by the end of a walker phase, with no walks due

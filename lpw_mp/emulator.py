@@ -16,15 +16,20 @@ import contextlib
 import ctypes
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 import time
 from multiprocessing.connection import wait
 
+import psutil
+
 from lpw_mp.checker import SafetyChecker
-from lpw_mp.coordinator import coordinator_main, new_progress, P_DONE, P_TOTAL
-from lpw_mp.cpu import cpu_main
-from lpw_mp.machine import HIST_BUCKETS, Machine
+from lpw_mp.coordinator import (PHASE_SERIALIZING, PHASE_UNLINKED, P_DONE, P_PHASE, P_SLOT,
+                                P_TOTAL, coordinator_main, new_progress)
+from lpw_mp.cpu import WalkHook, cpu_main
+from lpw_mp.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
+                            HIST_BUCKETS, Machine)
 from lpw_mp.pagetable import PageTable
 from lpw_mp.strategies import STRATEGIES
 
@@ -76,6 +81,27 @@ def _run_named(comm: str, target, *args) -> None:
     target(*args)
 
 
+#: psutil's names for process states, with the letter ps shows.
+_STATES = {psutil.STATUS_STOPPED: "stopped (state T)",
+           psutil.STATUS_TRACING_STOP: "stopped by a debugger (state t)",
+           psutil.STATUS_RUNNING: "running (state R)",
+           psutil.STATUS_SLEEPING: "sleeping (state S)",
+           psutil.STATUS_DISK_SLEEP: "in uninterruptible sleep (state D)",
+           psutil.STATUS_ZOMBIE: "dead (state Z)"}
+_FROZEN = {psutil.STATUS_STOPPED, psutil.STATUS_TRACING_STOP}
+
+
+def process_state(pid) -> tuple:
+    """``(psutil status, words)`` for ``pid``: whether it is stopped, dead or only slow."""
+    try:
+        status = psutil.Process(pid).status()
+    except (psutil.NoSuchProcess, psutil.ZombieProcess):
+        return psutil.STATUS_DEAD, "gone"
+    except (psutil.Error, ValueError):
+        return None, "in an unknown state"
+    return status, _STATES.get(status, f"{status}")
+
+
 def describe_exit(code) -> str:
     if code is None:
         return "still running"
@@ -99,14 +125,17 @@ class Emulator:
         active = [cpu < cfg.active_cpus for cpu in range(cfg.cpus)]
         self.machine = Machine(self.ctx, cfg.cpus, cfg.cpumask, active)
         self.strategy = STRATEGIES[strategy](self.ctx, self.machine)
-        self.checker = SafetyChecker(self.ctx)
-        self.hooks = {hook.cpu: hook for hook in hooks}
+        self.checker = SafetyChecker(self.ctx, self.machine.stop)
+        self.hooks = {}
+        for hook in hooks:
+            self.hooks.setdefault(hook.cpu, []).append(hook)
         self.progress = new_progress()
         self.cpus = []
         self.coord = None
         self._conn = None
         self._go = None
         self._dead = {}
+        self._frozen = False  # a process was found stopped: do not wait long for it at the end
         self._stopped = False
 
     def __enter__(self):
@@ -150,8 +179,12 @@ class Emulator:
             while not self.machine.ready.acquire(True, 0.5):
                 self.raise_if_cpu_died("while starting")
                 if time.monotonic() > deadline:
-                    raise EmulatorError(f"simulated CPUs did not start in time under "
-                                        f"strategy {self.strategy_name}")
+                    late = [cpu for cpu in range(self.cfg.cpus)
+                            if self.machine.doing[cpu] == DOING_START]
+                    raise EmulatorError(
+                        f"simulated CPUs did not start within "
+                        f"{READY_BASE + READY_PER_CPU * self.cfg.cpus:g} s under strategy "
+                        f"{self.strategy_name}: {self.describe_cpus(late)}")
 
     def start_coordinator(self, op=None, slots=None) -> None:
         """Fork the coordinator and let it start ``op`` (default: the configured one)."""
@@ -189,24 +222,73 @@ class Emulator:
         return (f"simulated CPU {cpu} (pid {self.cpus[cpu].pid}) {describe_exit(code)}{more} "
                 f"{when} under strategy {self.strategy_name}")
 
+    # -- naming culprits -----------------------------------------------------------------------
+
+    def describe_cpu(self, cpu: int) -> str:
+        """``CPU 3 (pid 4242) is stopped (state T) while acknowledging IPI round 1,412``."""
+        m = self.machine
+        status, state = process_state(self.cpus[cpu].pid)
+        self._frozen |= status in _FROZEN
+        doing = m.doing[cpu]
+        if m.irq_off[cpu]:
+            what = f"inside an IRQ-off window (walking slot {m.walk_slot[cpu]:,})"
+        elif doing == DOING_ACK:
+            what = (f"acknowledging an IPI (sent it: {m.ipi_gen[cpu]:,}, acknowledged: "
+                    f"{m.ack_gen[cpu]:,})")
+        else:
+            what = {DOING_START: "starting", DOING_RUN: "with IRQs enabled",
+                    DOING_IDLE: "idle", DOING_LOCK: f"in {self.strategy.lock_name}"}.get(
+                        doing, f"in state {doing}")
+        if doing == DOING_LOCK and m.irq_off[cpu]:
+            what += f", in {self.strategy.lock_name}"
+        return f"CPU {cpu} (pid {self.cpus[cpu].pid}) is {state} {what}"
+
+    def describe_cpus(self, cpus, most: int = 4) -> str:
+        """The CPUs ``cpus`` described, stopped ones first (they are the likely culprits)."""
+        if not cpus:
+            return "no CPU owes it any more (it arrived at the deadline)"
+        cpus = sorted(cpus, key=lambda c: process_state(self.cpus[c].pid)[0] not in _FROZEN)
+        text = "; ".join(self.describe_cpu(cpu) for cpu in cpus[:most])
+        return text + (f"; and {len(cpus) - most} more" if len(cpus) > most else "")
+
+    def describe_coordinator(self) -> str:
+        _, state = process_state(self.coord.pid)
+        progress = self.progress
+        phase = {PHASE_UNLINKED: "after unlinking", PHASE_SERIALIZING: "serialising"}.get(
+            progress[P_PHASE], "at")
+        return (f"the coordinator (pid {self.coord.pid}) is {state}, {phase} slot "
+                f"{progress[P_SLOT]:,} (operation {progress[P_DONE] + 1:,} of "
+                f"{progress[P_TOTAL]:,})")
+
+    # -- watch --------------------------------------------------------------------------------
+
     def wait_coordinator(self, on_progress=None, poll: float = 0.25) -> dict:
         """Wait for the coordinator's result, watching every process of the machine.
 
         A CPU that dies aborts the run (the coordinator is told through the abort flag) and
-        raises ``EmulatorError`` naming the CPU; so does a coordinator that dies."""
+        raises ``EmulatorError`` naming the CPU; so does a coordinator that dies, or one that
+        makes no progress for ``--ipi-timeout`` (stopped, or starved of the host's CPU): it
+        beats for every operation and every poll of its own bounded waits. Its result is read
+        without blocking, so a coordinator stopped in the middle of sending it is caught too."""
         by_sentinel = {proc.sentinel: cpu for cpu, proc in enumerate(self.cpus)}
+        fd = self._conn.fileno()
+        os.set_blocking(fd, False)
         watched = [self._conn, self.coord.sentinel, *by_sentinel]
+        received, outcome = bytearray(), None
         abort_deadline = None
+        bound = self.cfg.ipi_timeout
+        beat, beat_at = None, time.monotonic()
         while True:
             ready = wait(watched, timeout=poll)
             if self._conn in ready:
-                try:
-                    outcome = self._conn.recv()
-                except EOFError:
-                    outcome = None
-                if outcome is not None:
-                    break
-                watched.remove(self._conn)
+                chunk = self._read(fd)
+                if chunk:
+                    received += chunk
+                elif chunk is not None:  # end of file: the whole result, or nothing
+                    watched.remove(self._conn)
+                    if received:
+                        outcome = self._unpickle(received)
+                        break
             for obj in ready:
                 if obj in by_sentinel:
                     cpu = by_sentinel[obj]
@@ -222,6 +304,14 @@ class Emulator:
                                     f"under strategy {self.strategy_name}")
             if abort_deadline is not None and time.monotonic() > abort_deadline:
                 break
+            now_beat = (self.progress[P_DONE], self.machine.coord_beat.value, len(received))
+            if now_beat != beat:
+                beat, beat_at = now_beat, time.monotonic()
+            elif time.monotonic() - beat_at > bound and not self._dead:
+                self._frozen = True
+                raise EmulatorError(f"the coordinator made no progress for {bound:g} s under "
+                                    f"strategy {self.strategy_name}: "
+                                    f"{self.describe_coordinator()}")
             if on_progress is not None:
                 on_progress(self.progress[P_DONE], self.progress[P_TOTAL])
         if self._dead:
@@ -229,8 +319,28 @@ class Emulator:
         if on_progress is not None:
             on_progress(self.progress[P_DONE], self.progress[P_TOTAL])
         if outcome["status"] != "ok":
-            raise EmulatorError(f"{outcome['error']} under strategy {self.strategy_name}")
+            culprits = outcome.get("cpus")
+            detail = f": {self.describe_cpus(culprits)}" if culprits is not None else ""
+            raise EmulatorError(f"{outcome['error']} under strategy {self.strategy_name}"
+                                f"{detail}")
         return outcome
+
+    def _unpickle(self, data: bytes) -> dict:
+        try:
+            return pickle.loads(data)
+        except Exception:  # cut short: it died while writing
+            self.coord.join(REAP_TIMEOUT)
+            raise EmulatorError(f"the coordinator {describe_exit(self.coord.exitcode)} while "
+                                f"sending its result under strategy {self.strategy_name}") \
+                from None
+
+    @staticmethod
+    def _read(fd: int):
+        """What the pipe holds now: bytes, ``b""`` at end of file, None if nothing yet."""
+        try:
+            return os.read(fd, 1 << 20)
+        except BlockingIOError:
+            return None
 
     def walker_stats(self, since=None) -> dict:
         out = self.machine.walker_counters(since)
@@ -261,10 +371,12 @@ class Emulator:
             self._go.release()  # a coordinator still waiting to start must see the abort
             procs.append(self.coord)
         m.wake_all()
-        for hook in self.hooks.values():
-            hook.resume.release()
+        for hook in (h for hooks in self.hooks.values() for h in hooks):
+            if isinstance(hook, WalkHook):
+                hook.resume.release()
         coord_died = self.coord is not None and self.coord.exitcode not in (None, 0)
-        _stop_processes(procs, DEATH_GRACE if self._dead or coord_died else STOP_GRACE)
+        short = self._dead or coord_died or self._frozen
+        _stop_processes(procs, DEATH_GRACE if short else STOP_GRACE)
         if self._conn is not None:
             self._conn.close()
             self._conn = None

@@ -5,6 +5,12 @@ rather than reusable events): the sender bumps ``ipi_gen[cpu]`` and posts the CP
 the CPU, once its IRQs are enabled, runs the handler and copies ``ipi_gen`` into ``ack_gen``. A CPU
 whose ``ack_gen`` lags behind its ``ipi_gen`` owes an acknowledgement, which is how a hung or dead
 target is named.
+
+Every wait is bounded and names its culprit. A CPU writes ``ack_gen`` last, after it has taken
+its part of the count owed and woken the sender: so whatever instant it is stopped at, a round
+that cannot end has at least one target whose ``ack_gen`` lags, and that target is named.
+Each CPU also says what it is doing in ``doing`` (a store per state change, none per walk: the
+IRQ flag says a walk is under way), which the parent reads to say why a CPU did not answer.
 """
 
 import threading
@@ -29,12 +35,23 @@ WALKER_COUNTERS = {"walks": ST_WALKS, "held": ST_HELD, "begin_end_ns": ST_BEGIN_
 HIST_STEPS = 8
 HIST_BUCKETS = 40 * HIST_STEPS
 
-#: How often a waiting coordinator wakes to see whether the run was aborted.
+#: How often a waiting coordinator wakes to see whether the run was aborted (and to beat).
 ABORT_POLL = 0.2
+
+#: What a CPU is doing, in ``Machine.doing`` (an IRQ-off window shows in ``irq_off`` instead).
+DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK = range(5)
 
 CPUMASK_MODES = ("sticky", "trim", "accurate")
 
 _mb_lock = threading.Lock()
+
+
+def acquire_or_exit(lock, stop) -> None:
+    """A CPU takes ``lock``, shared with other processes, and exits when the run is stopped:
+    the holder may be dead or frozen, and a CPU blocked for good would stall the teardown."""
+    while not lock.acquire(True, ABORT_POLL):
+        if stop.value:
+            raise SystemExit(0)
 
 
 def smp_mb() -> None:
@@ -46,17 +63,30 @@ def smp_mb() -> None:
     _mb_lock.release()
 
 
-class IPITimeout(RuntimeError):
-    """Target CPUs did not acknowledge an IPI within the bound."""
+class WaitTimeout(RuntimeError):
+    """A bounded wait expired; ``cpus`` are the CPUs it was waiting for (the culprits)."""
 
-    what = "acknowledge an IPI"
-
-    def __init__(self, cpus, seconds):
+    def __init__(self, cpus, seconds, what):
         self.cpus = list(cpus)
         self.seconds = seconds
         shown = ", ".join(str(c) for c in self.cpus[:8]) + (" ..." if len(self.cpus) > 8 else "")
         noun = "CPU" if len(self.cpus) == 1 else "CPUs"
-        super().__init__(f"{noun} {shown} did not {self.what} within {seconds:g} s")
+        super().__init__(f"{noun} {shown} did not {what} within {seconds:g} s")
+
+
+class IPITimeout(WaitTimeout):
+    """Target CPUs did not acknowledge an IPI round within the bound."""
+
+    def __init__(self, cpus, seconds, round_no):
+        super().__init__(cpus, seconds, f"acknowledge IPI round {round_no:,}")
+
+
+class LockTimeout(WaitTimeout):
+    """A lock shared with the CPUs was not released within the bound; ``cpus`` are the CPUs
+    that were inside it or waiting for it."""
+
+    def __init__(self, cpus, seconds, lock_name):
+        super().__init__(cpus, seconds, f"release {lock_name}")
 
 
 class Aborted(RuntimeError):
@@ -86,6 +116,9 @@ class Machine:
         self.stats = RawArray("q", ncpus * NSTATS)
         self.cost_hist = RawArray("q", ncpus * HIST_BUCKETS)
         self.window_hist = RawArray("q", ncpus * HIST_BUCKETS)
+        self.doing = RawArray("b", ncpus)
+        #: The slot each CPU's current (or last) walk is on.
+        self.walk_slot = RawArray("q", ncpus)
         self.wake = [ctx.Semaphore(0) for _ in range(ncpus)]
         # Acknowledgements, as in the C floor: each target decrements the count owed and the
         # last one wakes the sender, so the sender sleeps through the round instead of waking
@@ -100,7 +133,11 @@ class Machine:
         # Each CPU sets its byte once it is back at --walk-rate, so the phase's end is known.
         self.settled = RawArray("b", ncpus)
         self.abort = RawValue("b", 0)
+        #: Bumped by the coordinator for every operation and every poll of a wait: the parent
+        #: takes a coordinator whose beat stops for the bound as frozen.
+        self.coord_beat = RawValue("q", 0)
         self._all_cpus = list(range(ncpus))
+        self._rounds = 0  # IPI rounds sent; only the coordinator sends
 
     # -- the cpumask --------------------------------------------------------------------------
 
@@ -116,28 +153,59 @@ class Machine:
     def smp_call_function_many(self, cpus, timeout: float) -> None:
         """Send ``do_nothing`` to ``cpus`` and wait until every one has run it (``wait=1``).
 
-        Stands for the kernel's ``smp_call_function_many(mask, func, info, wait=1)``. A CPU runs
-        the handler only with its IRQs enabled, so the call returns only after every target has
-        left any IRQ-off window it was in. Raises ``IPITimeout`` naming the CPUs that did not
-        answer within ``timeout`` seconds, or ``Aborted`` if the run is being torn down."""
+        Stands for the kernel's ``smp_call_function_many(mask, func, info, wait=1)``
+        (kernel/smp.c). A CPU runs the handler only with its IRQs enabled, so the call returns
+        only after every target has left any IRQ-off window it was in. Raises ``IPITimeout``
+        naming the CPUs that did not answer within ``timeout`` seconds, or ``Aborted`` if the
+        run is being torn down."""
         if not cpus:
             return
+        self._rounds += 1
         ipi_gen, wake = self.ipi_gen, self.wake
         self.acks_owed.value = len(cpus)
         for cpu in cpus:
             ipi_gen[cpu] += 1
             wake[cpu].release()
         acquire = self.acks_done.acquire
-        if acquire(True, ABORT_POLL):
+        if acquire(True, min(ABORT_POLL, timeout)):
             return
-        deadline = time.monotonic() + timeout - ABORT_POLL
-        while not acquire(True, ABORT_POLL):
-            if self.abort.value:
-                raise Aborted("run aborted while waiting for IPI acknowledgements")
-            if time.monotonic() >= deadline:
-                late = self.unacknowledged(cpus)
-                if late:  # else every target answered and the last one's post is on its way
-                    raise IPITimeout(late, timeout)
+        round_no = self._rounds
+        # Every target writes its ack_gen after its wake-up of the sender: if none lags at the
+        # deadline, the wake-up has been posted and the next poll takes it.
+        self.wait_bounded(acquire, timeout - min(ABORT_POLL, timeout), "IPI acknowledgements",
+                          lambda: (IPITimeout(late, timeout, round_no)
+                                   if (late := self.unacknowledged(cpus)) else None))
+
+    def wait_bounded(self, acquire, timeout: float, what: str, expired) -> None:
+        """Block in ``acquire(True, seconds)`` for at most ``timeout`` seconds (exactly, not to
+        the next poll), beating the coordinator's heartbeat and watching the abort flag.
+
+        At the deadline ``expired()`` returns the exception to raise, or None if what was
+        awaited is certain to arrive (the wait then goes on, one poll at a time)."""
+        monotonic = time.monotonic
+        deadline = monotonic() + timeout
+        beat, abort = self.coord_beat, self.abort
+        while True:
+            left = deadline - monotonic()
+            if acquire(True, min(ABORT_POLL, max(left, 0.0))):
+                return
+            beat.value += 1
+            if abort.value:
+                raise Aborted(f"run aborted while waiting for {what}")
+            if monotonic() >= deadline:
+                exc = expired()
+                if exc is not None:
+                    raise exc
+                deadline = monotonic() + ABORT_POLL
+
+    def acquire_bounded(self, lock, timeout: float, lock_name: str) -> None:
+        """The coordinator takes ``lock``, shared with the CPUs, within ``timeout`` or raises
+        ``LockTimeout`` naming the CPUs inside it or waiting for it (``doing`` is DOING_LOCK)."""
+        if lock.acquire(False):
+            return
+        self.wait_bounded(lock.acquire, timeout, lock_name, lambda: LockTimeout(
+            [cpu for cpu in self._all_cpus if self.doing[cpu] == DOING_LOCK], timeout,
+            lock_name))
 
     def unacknowledged(self, cpus) -> list:
         return [cpu for cpu in cpus if self.ack_gen[cpu] != self.ipi_gen[cpu]]

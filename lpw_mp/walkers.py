@@ -10,9 +10,6 @@ from lpw_mp.machine import HIST_STEPS
 from lpw_mp.stats import hist_percentile
 
 
-#: How long CPUs may take to notice that the walker phase is over.
-SETTLE_TIMEOUT = 10.0
-
 
 def measure_walkers(emu, seconds: float) -> dict:
     """Let every CPU of ``emu`` walk back to back for ``seconds``; return the walks per second
@@ -40,13 +37,16 @@ def measure_walkers(emu, seconds: float) -> dict:
     elapsed = time.perf_counter() - start
     # The updater must not start while CPUs are still walking back to back: under count that
     # would turn skipped serialisations into broadcasts.
-    deadline = time.monotonic() + SETTLE_TIMEOUT
+    bound = emu.cfg.ipi_timeout
+    deadline = time.monotonic() + bound
     while not all(m.settled):
         if wait(sentinels, timeout=0.002):
             emu.raise_if_cpu_died("while ending the walker phase")
         if time.monotonic() > deadline:
-            raise EmulatorError("simulated CPUs did not leave the walker phase in "
-                                f"{SETTLE_TIMEOUT:g} s")
+            late = [cpu for cpu in range(m.ncpus) if not m.settled[cpu]]
+            raise EmulatorError(f"simulated CPUs did not leave the walker phase within "
+                                f"{bound:g} s under strategy {emu.strategy_name}: "
+                                f"{emu.describe_cpus(late)}")
     # Read once every CPU has finished its last back-to-back walk, so that the counters and
     # the histograms describe the same walks.
     after = emu.walker_stats(since=before)

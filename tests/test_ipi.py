@@ -114,12 +114,14 @@ def test_a_dead_cpu_ends_the_run_with_an_error_naming_it(cfg):
 
 def test_an_unresponsive_cpu_times_out_with_its_number(cfg, ctx):
     """A live CPU that never enables IRQs (paused for good) fails the IPI round after
-    --ipi-timeout, naming that CPU."""
+    --ipi-timeout, naming that CPU, its state and what it is doing."""
     c = cfg(cpus=3, memory=16 << 20, ipi_timeout=0.5)
     hook = WalkHook(ctx, cpu=0, slot=1)
     with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
         acquire(hook.paused, what="walker to pause")
         emu.start_coordinator(slots=[1])
         with pytest.raises(EmulatorError,
-                           match=r"CPU 0 did not acknowledge an IPI within 0.5 s"):
+                           match=r"CPU 0 did not acknowledge IPI round 1 within 0.5 s under "
+                                 r"strategy ipi: CPU 0 \(pid \d+\) is sleeping \(state S\) "
+                                 r"inside an IRQ-off window \(walking slot 1\)$"):
             emu.wait_coordinator()

@@ -16,6 +16,10 @@ class Strategy:
     safe = True
     #: Walkers re-read the PMD after use and drop the result if it changed (gup_fast style).
     rechecks_pmd = False
+    #: What ``doing == DOING_LOCK`` means for this strategy, in error messages.
+    lock_name = "a lock"
+    #: A test's ``FreezeHook`` for the CPU process this copy of the strategy runs in, if any.
+    freeze = None
 
     def __init__(self, ctx, machine):
         self.m = machine

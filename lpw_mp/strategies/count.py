@@ -2,7 +2,7 @@
 
 from multiprocessing.sharedctypes import RawValue
 
-from lpw_mp.machine import smp_mb
+from lpw_mp.machine import DOING_LOCK, DOING_RUN, acquire_or_exit, smp_mb
 from lpw_mp.strategies.base import Strategy
 
 
@@ -33,6 +33,7 @@ class CountStrategy(Strategy):
 
     name = "count"
     kernel = "v5 series: atomic lockless_pgtbl_walk_count per mm, skip IPI when zero"
+    lock_name = "count's counter lock"
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
@@ -40,30 +41,32 @@ class CountStrategy(Strategy):
         self._lock = self.counter.get_lock()
         self._obj = self.counter.get_obj()
         self._stop = machine.stop
+        self._doing = machine.doing
 
-    def _atomic_add(self, delta: int, pause=None) -> None:
+    def _atomic_add(self, cpu: int, delta: int, pause=None) -> None:
         lock = self._lock
         if not lock.acquire(False):
-            # Contended: block, but give up if the run is being torn down (the holder may be dead).
-            while not lock.acquire(True, 0.2):
-                if self._stop.value:
-                    raise SystemExit(0)
+            # Contended: block, but give up if the run is being torn down (the holder may be
+            # dead or frozen); say so meanwhile, so that a stalled IPI round can name why.
+            self._doing[cpu] = DOING_LOCK
+            acquire_or_exit(lock, self._stop)
+            self._doing[cpu] = DOING_RUN
         self._obj.value += delta
         if pause is not None:  # a LockHook, in tests only
             pause()
         lock.release()
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self._atomic_add(1)
+        self._atomic_add(cpu, 1)
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self._atomic_add(-1)
+        self._atomic_add(cpu, -1)
 
     def set_lock_hook(self, hook: LockHook) -> None:
         """Tests only: CPU ``hook.cpu`` runs ``hook.pause`` with the lock held in every begin.
         This replaces the method on this instance, so the product path only tests a local."""
         def begin(cpu: int) -> None:
-            self._atomic_add(1, hook.pause if cpu == hook.cpu else None)
+            self._atomic_add(cpu, 1, hook.pause if cpu == hook.cpu else None)
         self.begin_lockless_pgtbl_walk = begin
 
     def running_lockless_pgtbl_walk(self) -> int:

@@ -3,7 +3,8 @@
 import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
-from lpw_mp.machine import ABORT_POLL, Aborted, IPITimeout, smp_mb
+from lpw_mp.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, freeze_point
+from lpw_mp.machine import DOING_LOCK, WaitTimeout, acquire_or_exit, smp_mb
 from lpw_mp.strategies.base import Strategy
 
 SLOT_STRIDE = 8
@@ -11,10 +12,11 @@ SLOT_STRIDE = 8
 MAX_TABLE_BATCH = 509
 
 
-class GracePeriodTimeout(IPITimeout):
+class GracePeriodTimeout(WaitTimeout):
     """CPUs did not pass a quiescent state within the bound."""
 
-    what = "pass a quiescent state"
+    def __init__(self, cpus, seconds, gp: int):
+        super().__init__(cpus, seconds, f"pass a quiescent state for grace period {gp:,}")
 
 
 class RCUStrategy(Strategy):
@@ -35,17 +37,25 @@ class RCUStrategy(Strategy):
     name = "rcu"
     kernel = "v5.8 mmu_gather RCU table free (MMU_GATHER_RCU_TABLE_FREE), no IPI"
     rechecks_pmd = True
+    lock_name = "rcu's quiescent-state lock"
 
     def __init__(self, ctx, machine, batch: int = MAX_TABLE_BATCH):
         super().__init__(ctx, machine)
         n = machine.ncpus
-        # rcu_node's qsmask, flattened: a CPU owes a quiescent state while its slot is set;
-        # the last CPU to report wakes the grace-period waiter.
-        self.needs_qs = RawArray("q", n * SLOT_STRIDE)
+        # rcu_node's qsmask, flattened and numbered by grace period: CPU c owes a quiescent
+        # state for grace period qs_owed[c] until qs_taken[c] reaches it (taken under the
+        # lock, so a report counts once), and is named as late until qs_posted[c] does. The
+        # posted mark is written last, after the wake-up of the waiter: a CPU stopped at any
+        # instant of its report is still named, and a late write can never clear a debt for a
+        # grace period that began after it.
+        self.qs_owed = RawArray("q", n * SLOT_STRIDE)
+        self.qs_taken = RawArray("q", n * SLOT_STRIDE)
+        self.qs_posted = RawArray("q", n * SLOT_STRIDE)
         self.idle = RawArray("q", n * SLOT_STRIDE)
         self.qs_lock = ctx.Lock()
         self.qs_pending = RawValue("q", 0)
         self.gp_done = ctx.Semaphore(0)
+        self._gp = 0  # grace periods started; only the coordinator starts them
         self.batch_size = batch
         self._batch = []
         self._batch_pages = []
@@ -54,28 +64,53 @@ class RCUStrategy(Strategy):
 
     def rcu_report_qs(self, cpu: int) -> None:
         """CPU ``cpu`` passed a quiescent state; the last one owed ends the grace period.
-        The lock is also the full barrier that orders the report before the CPU's next walk."""
-        with self.qs_lock:
-            slot = cpu * SLOT_STRIDE
-            if not self.needs_qs[slot]:
-                return
-            self.needs_qs[slot] = 0
+        The lock is also the full barrier that orders the report before the CPU's next walk.
+        Runs on the CPU itself, or on the coordinator for a CPU it saw idle."""
+        slot, m = cpu * SLOT_STRIDE, self.m
+        on_cpu = self.coordinator is None
+        if on_cpu:  # the coordinator reporting for an idle CPU must not touch its state
+            was = m.doing[cpu]
+            m.doing[cpu] = DOING_LOCK
+            acquire_or_exit(self.qs_lock, m.stop)
+        else:
+            m.acquire_bounded(self.qs_lock, self.coordinator.timeout, self.lock_name)
+        gp = self.qs_owed[slot]
+        taken = self.qs_taken[slot] == gp
+        if not taken:
+            self.qs_taken[slot] = gp
             left = self.qs_pending.value - 1
             self.qs_pending.value = left
+            if self.freeze:
+                freeze_point(self.freeze, FREEZE_QS_LOCKED)
+        self.qs_lock.release()
+        if on_cpu:
+            m.doing[cpu] = was
+        if taken:
+            return
         if left == 0:
             self.gp_done.release()
+        if self.freeze:
+            freeze_point(self.freeze, FREEZE_QS_REPORTED)
+        self.qs_posted[slot] = gp
+
+    def _owes_qs(self, cpu: int) -> bool:
+        slot = cpu * SLOT_STRIDE
+        return self.qs_taken[slot] != self.qs_owed[slot]
 
     # -- walker side --------------------------------------------------------------------------
 
+    #: The ``Updater`` when this copy of the strategy runs in the coordinator, else None.
+    coordinator = None
+
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        if self.needs_qs[cpu * SLOT_STRIDE]:
+        if self._owes_qs(cpu):
             self.rcu_report_qs(cpu)
 
     def cpu_idle_enter(self, cpu: int) -> None:
         # dynticks-idle: an idle CPU is in an extended quiescent state.
         self.idle[cpu * SLOT_STRIDE] = 1
         smp_mb()
-        if self.needs_qs[cpu * SLOT_STRIDE]:
+        if self._owes_qs(cpu):
             self.rcu_report_qs(cpu)
 
     def cpu_idle_exit(self, cpu: int) -> None:
@@ -87,29 +122,32 @@ class RCUStrategy(Strategy):
     def synchronize_rcu(self, up) -> None:
         """Wait one grace period: every CPU idle or past a quiescent state since it began."""
         start = time.perf_counter()
-        n, needs, idle = self.m.ncpus, self.needs_qs, self.idle
-        with self.qs_lock:
-            self.qs_pending.value = n + 1  # +1: our own reference, dropped below
-            for cpu in range(n):
-                needs[cpu * SLOT_STRIDE] = 1
+        self.coordinator = up
+        m = self.m
+        n, owed, posted, idle = m.ncpus, self.qs_owed, self.qs_posted, self.idle
+        self._gp += 1
+        gp = self._gp
+        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name)
+        self.qs_pending.value = n + 1  # +1: our own reference, dropped below
+        for cpu in range(n):
+            owed[cpu * SLOT_STRIDE] = gp
+        self.qs_lock.release()
         smp_mb()
         # Every CPU seen idle now is quiescent; report for it. A CPU entering idle at the same
-        # moment either sees its flag set and reports itself, or is seen idle here: the two
+        # moment either sees its debt and reports itself, or is seen idle here: the two
         # barriers make one of them certain, and the lock makes the report count once.
         for cpu in range(n):
             if idle[cpu * SLOT_STRIDE]:
                 self.rcu_report_qs(cpu)
-        with self.qs_lock:
-            left = self.qs_pending.value - 1
-            self.qs_pending.value = left
+        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name)
+        left = self.qs_pending.value - 1
+        self.qs_pending.value = left
+        self.qs_lock.release()
         if left:
-            deadline = time.monotonic() + up.timeout
-            while not self.gp_done.acquire(True, ABORT_POLL):
-                if self.m.abort.value:
-                    raise Aborted("run aborted while waiting for a grace period")
-                if time.monotonic() >= deadline:
-                    owed = [c for c in range(n) if needs[c * SLOT_STRIDE]]
-                    raise GracePeriodTimeout(owed, up.timeout)
+            m.wait_bounded(self.gp_done.acquire, up.timeout, "a grace period",
+                           lambda: GracePeriodTimeout(
+                               [c for c in range(n) if posted[c * SLOT_STRIDE] != gp],
+                               up.timeout, gp))
         up.stats.grace_periods += 1
         up.stats.gp_latencies.append(time.perf_counter() - start)
 

@@ -1,0 +1,265 @@
+"""Frozen, not dead: processes stopped (SIGSTOP, as a debugger or an unscheduled vCPU stops
+them) at exact points of the product path, or at whatever instant a test strikes. Every wait is
+bounded: the run ends within its bound plus a few seconds, names the culprit, its state and
+what it was doing, keeps what finished, and leaves nothing behind."""
+
+import os
+import re
+import signal
+import time
+
+import psutil
+import pytest
+
+from helpers import acquire, wait_for_phase, wait_until
+from lpw_mp import emulator as emulator_mod
+from lpw_mp.coordinator import PHASE_SERIALIZING
+from lpw_mp.cpu import WalkHook
+from lpw_mp.emulator import Emulator, EmulatorError
+from lpw_mp.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_QS_LOCKED,
+                          FREEZE_QS_REPORTED, FREEZE_START, FreezeHook)
+from lpw_mp.machine import DOING_LOCK, LockTimeout, Machine
+from lpw_mp.walkers import measure_walkers
+from test_faults import (THREE_LEGS, alive, assert_nothing_left, child_named, cli_run, family,
+                         finish, only_run_folder, shm_entries)
+
+pytestmark = pytest.mark.timeout(60)
+
+BOUND = 1.0
+#: From the bound's expiry to the end: the teardown of stopped processes, the report, exit.
+PROMPT = 5.0
+PID = r"\(pid \d+\)"
+
+
+def stopped(pid) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_STOPPED
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_stopped(pid, what="the process to stop"):
+    wait_until(lambda: stopped(pid), 10.0, what)
+
+
+def fails_within(emu, pattern: str, bound: float = BOUND, start=None):
+    """``emu.wait_coordinator()`` raises EmulatorError matching ``pattern`` within the bound
+    plus PROMPT, counted from ``start``."""
+    start = time.monotonic() if start is None else start
+    with pytest.raises(EmulatorError) as info:
+        emu.wait_coordinator()
+    took = time.monotonic() - start
+    assert re.search(pattern, str(info.value)), str(info.value)
+    assert took < bound + PROMPT, took
+    return str(info.value)
+
+
+def machine_procs(emu) -> list:
+    procs = [psutil.Process(p.pid) for p in emu.cpus]
+    if emu.coord is not None:
+        procs.append(psutil.Process(emu.coord.pid))
+    return procs
+
+
+# -- the IPI acknowledgement ---------------------------------------------------------------
+
+def test_a_cpu_frozen_holding_the_ack_lock_is_named_as_the_culprit(cfg):
+    """CPU 1 stops while it holds the IPI acknowledgement lock, in the first round: the other
+    CPUs queue on the lock, the round cannot end, and after --ipi-timeout the run fails naming
+    the stopped CPU first, as stopped while acknowledging, and the round's number."""
+    c = cfg(cpus=3, memory=16 << 20, ipi_timeout=BOUND)
+    with Emulator(c, "ipi", hooks=[FreezeHook(1, FREEZE_ACK_LOCKED)]) as emu:
+        emu.start_coordinator()
+        message = fails_within(
+            emu, rf"did not acknowledge IPI round 1 within 1 s under strategy ipi: CPU 1 {PID} "
+                 rf"is stopped \(state T\) acknowledging an IPI \(sent it: 1, acknowledged: 0\)")
+        procs = machine_procs(emu)
+    assert message.index("CPU 1 (pid") < min(
+        (message.index(f"CPU {c} (pid") for c in (0, 2) if f"CPU {c} (pid" in message),
+        default=len(message))
+    assert_nothing_left(procs, set())
+
+
+@pytest.mark.parametrize("cpus", [1, 3])
+def test_a_cpu_frozen_after_its_ack_but_before_recording_it_is_named(cfg, cpus):
+    """CPU 0 stops after it took its part of the count owed (and woke the sender if it was
+    the last) but before it wrote ack_gen. Whether or not it was the last target, the round
+    or the next one cannot complete without it, and the run fails naming CPU 0, stopped while
+    acknowledging: never a timeout that names nobody, never a hang."""
+    c = cfg(cpus=cpus, memory=16 << 20, ipi_timeout=BOUND)
+    with Emulator(c, "ipi", hooks=[FreezeHook(0, FREEZE_ACK_COUNTED)]) as emu:
+        emu.start_coordinator()
+        fails_within(emu, rf"did not acknowledge IPI round [12] within 1 s under strategy ipi: "
+                          rf"CPU 0 {PID} is stopped \(state T\) acknowledging an IPI")
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+def test_a_cpu_frozen_inside_its_irq_off_window_is_named_with_its_slot(cfg, ctx):
+    """CPU 1 is stopped by SIGSTOP inside its IRQ-off window: the IPI round fails after
+    --ipi-timeout naming CPU 1 as stopped inside an IRQ-off window on the slot it walks."""
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=1.0, ipi_timeout=BOUND)
+    hook = WalkHook(ctx, cpu=1, slot=2)
+    with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
+        acquire(hook.paused, what="walker to pause")
+        os.kill(emu.cpus[1].pid, signal.SIGSTOP)
+        wait_stopped(emu.cpus[1].pid)
+        emu.start_coordinator(slots=[2])
+        fails_within(emu, rf"^CPU 1 did not acknowledge IPI round 1 within 1 s under strategy "
+                          rf"ipi: CPU 1 {PID} is stopped \(state T\) inside an IRQ-off window "
+                          rf"\(walking slot 2\)$")
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+# -- rcu's quiescent states ----------------------------------------------------------------
+
+def rcu_split_with_frozen_reporter(cfg, ctx, point):
+    """rcu, 2 CPUs, a split of slots 0 and 1: CPU 1 is paused in a walk when the first grace
+    period starts, so it must report for itself; released, it stops at ``point``."""
+    c = cfg(cpus=2, memory=16 << 20, pte_fraction=0.0, op="split", strategies=["rcu"],
+            ipi_timeout=BOUND)
+    walk = WalkHook(ctx, cpu=1, slot=5)
+    emu = Emulator(c, "rcu", hooks=[walk, FreezeHook(1, point)], ctx=ctx)
+    return emu, walk
+
+
+def test_a_cpu_frozen_holding_rcus_lock_is_named(cfg, ctx):
+    """CPU 1 stops while it holds rcu's quiescent-state lock, in its own report: the grace
+    period cannot end, and the run fails after --ipi-timeout naming CPU 1 as stopped in rcu's
+    quiescent-state lock, instead of blocking on the lock for ever."""
+    emu, walk = rcu_split_with_frozen_reporter(cfg, ctx, FREEZE_QS_LOCKED)
+    with emu:
+        acquire(walk.paused, what="walker to pause")
+        emu.start_coordinator(slots=[0, 1])
+        wait_for_phase(emu, 0, PHASE_SERIALIZING)
+        walk.resume.release()
+        wait_stopped(emu.cpus[1].pid, "CPU 1 to stop in its report")
+        fails_within(emu, rf"^CPU 1 did not pass a quiescent state for grace period 1 within "
+                          rf"1 s under strategy rcu: CPU 1 {PID} is stopped \(state T\) inside "
+                          rf"an IRQ-off window \(walking slot 5\), in rcu's quiescent-state "
+                          rf"lock$")
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+def test_a_grace_period_timeout_names_the_last_reporter(cfg, ctx):
+    """CPU 1 reports the quiescent state that ends grace period 1 and stops before it marks
+    the report posted. Grace period 1 ends; grace period 2 cannot, and its timeout names
+    CPU 1, not an empty list of CPUs."""
+    emu, walk = rcu_split_with_frozen_reporter(cfg, ctx, FREEZE_QS_REPORTED)
+    with emu:
+        acquire(walk.paused, what="walker to pause")
+        emu.start_coordinator(slots=[0, 1])
+        wait_for_phase(emu, 0, PHASE_SERIALIZING)
+        walk.resume.release()
+        fails_within(emu, rf"^CPU 1 did not pass a quiescent state for grace period 2 within "
+                          rf"1 s under strategy rcu: CPU 1 {PID} is stopped \(state T\) inside "
+                          rf"an IRQ-off window \(walking slot 5\)$")
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+def test_the_coordinator_never_blocks_on_a_lock_held_by_a_frozen_cpu(ctx):
+    """A lock shared with the CPUs, held by a CPU process that then stops: the coordinator's
+    bounded acquire gives up after its bound, within a poll, and names that CPU (the one
+    marked as in the lock)."""
+    m = Machine(ctx, 2)
+    lock = ctx.Lock()
+
+    def holder():
+        m.doing[1] = DOING_LOCK
+        lock.acquire()
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+    proc = ctx.Process(target=holder)
+    proc.start()
+    try:
+        wait_stopped(proc.pid, "the lock holder to stop")
+        start = time.monotonic()
+        with pytest.raises(LockTimeout, match=r"^CPU 1 did not release rcu's lock within 0.3 s$"):
+            m.acquire_bounded(lock, 0.3, "rcu's lock")
+        assert 0.3 <= time.monotonic() - start < 0.3 + 0.5
+    finally:
+        proc.kill()
+        proc.join(5)
+
+
+# -- the coordinator, CPU start and the walker phase ---------------------------------------
+
+def test_a_frozen_coordinator_is_caught_by_the_parents_watchdog(cfg):
+    """The coordinator is stopped mid-operation: nothing it runs can notice, so the parent's
+    watchdog does. The run fails once the coordinator's heartbeat has been still for
+    --ipi-timeout, naming it, its state and the slot it was serialising."""
+    c = cfg(cpus=2, memory=64 << 30, pte_fraction=0.0, ipi_timeout=BOUND)
+    with Emulator(c, "ipi") as emu:
+        emu.start_coordinator()
+        wait_until(lambda: emu.progress[2] > 10, what="the coordinator to get going")
+        os.kill(emu.coord.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        fails_within(emu, rf"^the coordinator made no progress for 1 s under strategy ipi: the "
+                          rf"coordinator {PID} is stopped \(state T\), (serialising|at) slot "
+                          rf"[\d,]+ \(operation [\d,]+ of 32,768\)$", start=start)
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+def test_a_cpu_frozen_while_starting_is_named(cfg, monkeypatch):
+    """CPU 1 stops before it reports itself started: the start-up wait gives up after its
+    bound and names CPU 1 as stopped while starting."""
+    monkeypatch.setattr(emulator_mod, "READY_BASE", 1.0)
+    monkeypatch.setattr(emulator_mod, "READY_PER_CPU", 0.0)
+    c = cfg(cpus=3, memory=16 << 20)
+    start = time.monotonic()
+    with pytest.raises(EmulatorError, match=rf"^simulated CPUs did not start within 1 s under "
+                                            rf"strategy ipi: CPU 1 {PID} is stopped \(state T\) "
+                                            rf"starting$"):
+        with Emulator(c, "ipi", hooks=[FreezeHook(1, FREEZE_START)]):
+            pass
+    assert time.monotonic() - start < 1.0 + PROMPT
+    assert psutil.Process().children() == []
+
+
+def test_a_cpu_frozen_during_the_walker_phase_is_named(cfg):
+    """A CPU stopped before the walker phase never leaves it: the phase's end is bounded by
+    --ipi-timeout and names that CPU, stopped."""
+    c = cfg(cpus=3, memory=16 << 20, ipi_timeout=BOUND)
+    with Emulator(c, "ipi") as emu:
+        os.kill(emu.cpus[2].pid, signal.SIGSTOP)
+        wait_stopped(emu.cpus[2].pid)
+        start = time.monotonic()
+        with pytest.raises(EmulatorError, match=rf"did not leave the walker phase within 1 s "
+                                                rf"under strategy ipi: CPU 2 {PID} is stopped "
+                                                rf"\(state T\)"):
+            measure_walkers(emu, 0.1)
+        assert time.monotonic() - start < 0.1 + BOUND + PROMPT
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+# -- the command line, a process stopped at whatever instant -------------------------------
+
+@pytest.mark.parametrize("victim", ["ipi:cpu2", "ipi:coord"])
+def test_a_stopped_process_fails_the_run_and_keeps_the_legs_that_finished(tmp_path, victim):
+    """SIGSTOP to a CPU or to the coordinator at whatever instant the second strategy has
+    reached: the run ends within --ipi-timeout plus seconds, exit status 1, the error names the
+    stopped process, result.json keeps the first leg and marks the third not run, and no
+    process of the run is left (stopped ones included)."""
+    shm = shm_entries()
+    with cli_run(tmp_path, *THREE_LEGS, "--ipi-timeout", "1s") as cli:
+        child_named(cli, "ipi:coord")
+        procs, target = family(cli), child_named(cli, victim)
+        target.send_signal(signal.SIGSTOP)
+        out, err, took = finish(cli, time.monotonic())
+    assert cli.returncode == 1, err
+    assert took < BOUND + PROMPT
+    assert "Traceback" not in err
+    who = "CPU 2" if victim == "ipi:cpu2" else "the coordinator"
+    assert re.search(rf"error: .*under strategy ipi.*{who} \(pid {target.pid}\) is stopped "
+                     rf"\(state T\)", out), out
+    result = only_run_folder(tmp_path)
+    assert result["status"] == "failed"
+    assert [leg["status"] for leg in result["legs"]] == ["ok", "failed", "not run"]
+    assert result["legs"][0]["skipped"] == 65536
+    assert not alive(target)
+    assert_nothing_left(procs, shm)
