@@ -160,6 +160,11 @@ class Emulator:
 
     def start_cpus(self) -> None:
         cfg, parent = self.cfg, os.getpid()
+        threads = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+        if threads and self.ctx.get_start_method() == "fork":
+            # A child forked while another thread holds a lock (stdio, logging) hangs on it.
+            raise EmulatorError(f"refusing to fork simulated CPUs from a multi-threaded "
+                                f"process (other threads: {', '.join(threads)})")
         for cpu in range(cfg.cpus):
             with deferred_signals():
                 try:

@@ -4,6 +4,11 @@ import sys
 
 from tqdm import tqdm
 
+# tqdm's monitor is a thread that outlives the bar; a CPU forked while it holds a lock (its
+# own, or stdio's) could hang on first use of it. The emulator forks only from a
+# single-threaded parent, so no bar may start one.
+tqdm.monitor_interval = 0
+
 
 def progress_factory(cfg, stream=None):
     """A factory of per-strategy progress callbacks, or None when not on a terminal.

@@ -1,7 +1,9 @@
 """Process-level tests of the IPI protocol and the seed's two strategies, on real processes."""
 
+import io
 import os
 import signal
+import threading
 import time
 
 import pytest
@@ -11,6 +13,7 @@ from lpw_mp import pagetable as ptm
 from lpw_mp.coordinator import PHASE_SERIALIZING
 from lpw_mp.cpu import WalkHook
 from lpw_mp.emulator import Emulator, EmulatorError
+from lpw_mp.progress import progress_factory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -125,3 +128,33 @@ def test_an_unresponsive_cpu_times_out_with_its_number(cfg, ctx):
                                  r"strategy ipi: CPU 0 \(pid \d+\) is sleeping \(state S\) "
                                  r"inside an IRQ-off window \(walking slot 1\)$"):
             emu.wait_coordinator()
+
+
+def test_cpus_are_never_forked_from_a_multi_threaded_process(cfg):
+    """While another thread runs in the parent, the emulator refuses to fork its CPUs (a
+    child forked while that thread holds a lock could hang on it) and says which thread."""
+    release = threading.Event()
+    thread = threading.Thread(target=release.wait, name="bystander")
+    thread.start()
+    try:
+        with pytest.raises(EmulatorError, match=r"^refusing to fork simulated CPUs from a "
+                                                r"multi-threaded process \(other threads: "
+                                                r"bystander\)$"):
+            with Emulator(cfg(cpus=2), "ipi"):
+                pass
+    finally:
+        release.set()
+        thread.join()
+
+
+def test_a_progress_bar_starts_no_thread(cfg):
+    """The progress bars on a terminal start no monitor thread, so a later leg can fork."""
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    update = progress_factory(cfg(), Terminal())("ipi")
+    update(1, 10)
+    try:
+        assert threading.active_count() == 1
+    finally:
+        update(None, None)
