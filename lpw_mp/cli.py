@@ -144,25 +144,42 @@ def print_outcome(args, document: dict, folder: str, text: str) -> None:
         print(folder if args.quiet else text)
 
 
+def finish(args, document: dict, write, render, status) -> int:
+    """The end of every command that produces a result: write its folder with ``write(document)``
+    (returning the folder), print what ``args`` asks for (``render(folder)`` is the text), and
+    return the exit status ``status(document)``.
+
+    Run it inside ``deferred_signals()``: a Ctrl-C or SIGTERM that arrives now is delivered
+    only once the folder is written and its path printed, so an interrupted command always
+    says where its result is. A folder that cannot be written (disk full, folder removed)
+    costs the folder, not the result: the document is printed as JSON and the status is 1."""
+    try:
+        folder = write(document)
+    except OSError as exc:
+        folder = None
+        print(f"{PROG}: error: could not write a run folder in {args.runs_dir}: {exc}",
+              file=sys.stderr)
+    if folder is None:
+        print(json.dumps(document, indent=2))
+    else:
+        print_outcome(args, document, folder, render(folder))
+    sys.stdout.flush()
+    return status(document) if folder else max(status(document), 1)
+
+
 def cmd_run(argv) -> int:
     args, cfg = parse_config(build_parser(), argv)
     show_progress = not (args.quiet or args.json)
-    result = run(cfg, argv=[f"python -m {PROG}", *argv],
-                 progress_factory=progress_factory(cfg) if show_progress else None)
-    with deferred_signals():  # a Ctrl-C now must not cost the report of what ran
+    # Signals during the run are the runner's (they end it with an interrupted result); any
+    # that arrive after it are held back until the result is written and printed.
+    with deferred_signals():
+        result = run(cfg, argv=[f"python -m {PROG}", *argv],
+                     progress_factory=progress_factory(cfg) if show_progress else None)
         annotate(result)
-        try:
-            folder = write_run(result, cfg.runs_dir)
-        except OSError as exc:  # disk full, folder removed: print the result rather than lose it
-            folder = None
-            print(f"{PROG}: error: could not write a run folder in {cfg.runs_dir}: {exc}",
-                  file=sys.stderr)
-    if folder is None:
-        print(json.dumps(result, indent=2))
-    else:
-        print_outcome(args, result, folder, format_terminal(result) +
-                      f"\n\nreport: {folder}/report.md  result: {folder}/result.json")
-    return exit_status(result) if folder else max(exit_status(result), 1)
+        return finish(args, result, lambda doc: write_run(doc, cfg.runs_dir),
+                      lambda folder: format_terminal(result) + f"\n\nreport: {folder}/report.md"
+                                                             f"  result: {folder}/result.json",
+                      exit_status)
 
 
 #: Subcommands: name -> "module:function" taking argv (after the name) and returning a status.

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.cli import PROG, Parser, UsageError, add_run_options, parse_config, print_outcome
+from lpw_mp.cli import PROG, Parser, UsageError, add_run_options, finish, parse_config
+from lpw_mp.emulator import deferred_signals
 from lpw_mp.progress import progress_factory
 from lpw_mp.report import annotate, exit_status, format_terminal, write_run
 from lpw_mp.runner import run
@@ -253,14 +254,18 @@ def format_markdown(result: dict) -> str:
 def main(argv) -> int:
     args, cfg = config(argv)
     show_progress = not (args.quiet or args.json)
-    result = run(cfg, argv=[f"python -m {PROG} reproduce", *argv],
-                 progress_factory=progress_factory(cfg) if show_progress else None)
-    annotate(result)
-    result["reproduce"] = reproduce_section(result, args.preset)
-    folder = write_run(result, cfg.runs_dir, extra={"reproduce.md": format_markdown})
-    print_outcome(args, result, folder, "\n".join([
-        format_terminal(result), "",
-        "against the published figures (128 CPUs, 496G of 2M THPs, munmap):",
-        *format_reproduce(result["reproduce"]), "",
-        f"report: {folder}/reproduce.md  {folder}/report.md  result: {folder}/result.json"]))
-    return exit_status(result)
+    with deferred_signals():
+        result = run(cfg, argv=[f"python -m {PROG} reproduce", *argv],
+                     progress_factory=progress_factory(cfg) if show_progress else None)
+        annotate(result)
+        result["reproduce"] = reproduce_section(result, args.preset)
+        return finish(
+            args, result,
+            lambda doc: write_run(doc, cfg.runs_dir, extra={"reproduce.md": format_markdown}),
+            lambda folder: "\n".join([
+                format_terminal(result), "",
+                "against the published figures (128 CPUs, 496G of 2M THPs, munmap):",
+                *format_reproduce(result["reproduce"]), "",
+                f"report: {folder}/reproduce.md  {folder}/report.md  result: "
+                f"{folder}/result.json"]),
+            exit_status)

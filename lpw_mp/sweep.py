@@ -20,8 +20,9 @@ from tabulate import tabulate
 from tqdm import tqdm
 
 from lpw_mp import __version__
-from lpw_mp.cli import (PROG, Parser, UsageError, add_run_options, parse_config, parse_float,
-                        parse_int, print_outcome)
+from lpw_mp.cli import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
+                        parse_float, parse_int)
+from lpw_mp.emulator import deferred_signals
 from lpw_mp.config import ConfigError
 from lpw_mp.fit import format_exponent, power_law
 from lpw_mp.hostinfo import host_metadata
@@ -434,11 +435,21 @@ def write_sweep(sweep: dict, runs_dir: str) -> tuple:
 def main(argv) -> int:
     args, base, varied, points = plan(argv)
     show_progress = not (args.quiet or args.json)
-    sweep = run_sweep(base, varied, points, argv, show_progress)
-    folder, plotted = write_sweep(sweep, base.runs_dir)
-    print_outcome(args, sweep, folder, format_terminal(sweep) + (
-        f"\n\nsweep: {folder}/sweep.md  json: {folder}/sweep.json"
-        + (f"  plot: {folder}/sweep.png" if plotted else "")))
-    if not plotted:
+    plotted = None  # None: no folder was written, so there is no plot to speak of
+
+    def write(document):
+        nonlocal plotted
+        folder, plotted = write_sweep(document, base.runs_dir)
+        return folder
+
+    def render(folder):
+        return format_terminal(sweep) + (
+            f"\n\nsweep: {folder}/sweep.md  json: {folder}/sweep.json"
+            + (f"  plot: {folder}/sweep.png" if plotted else ""))
+
+    with deferred_signals():
+        sweep = run_sweep(base, varied, points, argv, show_progress)
+        status = finish(args, sweep, write, render, exit_status)
+    if plotted is False:
         print(f"{PROG}: the plot needs matplotlib: pip install '.[plot]'", file=sys.stderr)
-    return exit_status(sweep)
+    return status
