@@ -28,6 +28,7 @@ from lpw_mp.checker import SafetyChecker
 from lpw_mp.coordinator import (PHASE_SERIALIZING, PHASE_UNLINKED, P_DONE, P_PHASE, P_SLOT,
                                 P_TOTAL, coordinator_main, new_progress)
 from lpw_mp.cpu import WalkHook, cpu_main
+from lpw_mp.janitor import Janitor
 from lpw_mp.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
                             HIST_BUCKETS, Machine)
 from lpw_mp.pagetable import PageTable
@@ -120,6 +121,8 @@ class Emulator:
         self.cfg = cfg
         self.strategy_name = strategy
         self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
+        # Started before the first semaphore, so that none is ever left unwatched.
+        self.janitor = Janitor() if self.ctx.get_start_method() == "spawn" else None
         self.table = PageTable(cfg.npmds, cfg.thp_size, cfg.pool_pages())
         self.table.populate(cfg.effective_pte_fraction(), cfg.seed)
         active = [cpu < cfg.active_cpus for cpu in range(cfg.cpus)]
@@ -129,6 +132,7 @@ class Emulator:
         self.hooks = {}
         for hook in hooks:
             self.hooks.setdefault(hook.cpu, []).append(hook)
+        self._watch(self.machine, self.strategy, self.checker, self.hooks)
         self.progress = new_progress()
         self.cpus = []
         self.coord = None
@@ -196,6 +200,7 @@ class Emulator:
         cfg = self.cfg
         reader, writer = self.ctx.Pipe(duplex=False)
         self._go = self.ctx.Semaphore(0)
+        self._watch(self._go)
         with deferred_signals():
             try:
                 self.coord = self._fork(
@@ -210,6 +215,10 @@ class Emulator:
                 writer.close()
             self._conn = reader
         self._go.release()
+
+    def _watch(self, *objs) -> None:
+        if self.janitor is not None:
+            self.janitor.watch(*objs)
 
     # -- watch --------------------------------------------------------------------------------
 
@@ -264,8 +273,6 @@ class Emulator:
         return (f"the coordinator (pid {self.coord.pid}) is {state}, {phase} slot "
                 f"{progress[P_SLOT]:,} (operation {progress[P_DONE] + 1:,} of "
                 f"{progress[P_TOTAL]:,})")
-
-    # -- watch --------------------------------------------------------------------------------
 
     def wait_coordinator(self, on_progress=None, poll: float = 0.25) -> dict:
         """Wait for the coordinator's result, watching every process of the machine.
@@ -385,6 +392,8 @@ class Emulator:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self.janitor is not None:
+            self.janitor.close()
 
 
 def _stop_processes(procs, grace: float = STOP_GRACE) -> None:

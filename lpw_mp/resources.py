@@ -54,13 +54,19 @@ def memory_needed(cfg) -> int:
     return BASE_BYTES + cfg.cpus * per_cpu_bytes(cfg.cpus) + table
 
 
+def processes_needed(cfg) -> int:
+    """The CPUs, the coordinator and, under spawn, multiprocessing's resource tracker and the
+    janitor that unlinks the semaphores' names."""
+    return cfg.cpus + 1 + (2 if cfg.start_method == "spawn" else 0)
+
+
 def files_needed(cpus: int) -> int:
     return BASE_FILES + 2 * (cpus + 1)
 
 
 def problems(cfg, host: Host) -> list:
     """Why ``host`` cannot run ``cfg``, one line each; empty if it can."""
-    cpus, procs = cfg.cpus, cfg.cpus + 1  # the coordinator is one more process
+    cpus, procs = cfg.cpus, processes_needed(cfg)
     out = []
     if host.nproc_limit is not None and host.user_tasks + procs > host.nproc_limit:
         out.append(f"--cpus {cpus} needs {procs} more processes, but this user already runs "

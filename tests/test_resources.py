@@ -120,3 +120,13 @@ def test_a_run_too_big_for_the_host_fails_up_front(tmp_path):
     assert proc.stderr == ("lpw_mp: error: --cpus 500 needs about 1066 open files in this "
                            "process, but the limit is 256 (ulimit -Hn)\n")
     assert proc.stdout == "" and not runs.exists()
+
+
+def test_spawn_counts_the_resource_tracker_and_the_janitor(cfg):
+    """Under spawn a run starts two processes besides its CPUs and coordinator (the resource
+    tracker and the janitor), and the process limit check counts them."""
+    host = Host(**{**ROOMY, "nproc_limit": 100 + 66, "user_tasks": 100})
+    assert problems(cfg(cpus=64, start_method="fork"), host) == []
+    assert problems(cfg(cpus=64, start_method="spawn"), host) == [
+        "--cpus 64 needs 67 more processes, but this user already runs 100 of the 166 allowed "
+        "(ulimit -u)"]
