@@ -81,8 +81,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="seed of the page-table layout and the walk addresses")
     p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),
                    default=d.ipi_timeout,
-                   help="a CPU that does not acknowledge an IPI within this ends the run "
-                        "(default 10s)")
+                   help="bound on every wait: a CPU that does not acknowledge an IPI or pass "
+                        "a quiescent state, a lock not released, or a coordinator that makes "
+                        "no progress within this ends the run, naming the culprit "
+                        "(default 10s, 10ms to 1h)")
     p.add_argument("--start-method", choices=START_METHODS, default=d.start_method,
                    help="multiprocessing start method (default fork)")
     p.add_argument("--runs-dir", default=d.runs_dir,
