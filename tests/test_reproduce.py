@@ -8,6 +8,7 @@ import pytest
 from lpw_mp.cli import config_from_args, main
 from lpw_mp.reproduce import PUBLISHED, build_parser
 from lpw_mp.strategies import STRATEGIES
+from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -67,14 +68,21 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
     (["--op", "split"], "published figures are for munmap"),
     (["--preset", "v9"], "invalid choice: 'v9'"),
     (["--memory", "3M"], "whole number of"),
+    (["--pte-fraction", "nan"], "argument --pte-fraction: 'nan' is not a finite number"),
+    (["--pte-fraction", "inf"], "argument --pte-fraction: 'inf' is not a finite number"),
+    (["--pte-fraction=-INF"], "argument --pte-fraction: '-INF' is not a finite number"),
+    (["--memory", "496GB"], "size '496GB' is ambiguous"),
+    (["--cpus", "1_28"], "argument --cpus: '1_28' is not a whole number"),
+    (["--ipi-timeout", "1ns"], "--ipi-timeout 1 ns is below 10 ms"),
+    (["--walk-window", "1ms", "--walk-rate", "5000"], "--walk-rate 5000 = 5"),
 ])
-def test_bad_reproduce_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+def test_bad_reproduce_input_is_one_line_and_writes_nothing(tmp_path, capsys, no_fork, args,
+                                                           message):
     """A scenario the published figures do not cover, an unknown preset or a bad value: exit 2
-    and one line, before anything runs or is written."""
+    and one line, before anything runs (no process forked) or is written."""
     runs = tmp_path / "runs"
-    assert main(["reproduce", *args, "--runs-dir", str(runs)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+    code = main(["reproduce", *args, "--runs-dir", str(runs)])
+    assert_refused(code, capsys.readouterr().err, message)
     assert not runs.exists()
 
 
