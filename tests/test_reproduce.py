@@ -7,6 +7,7 @@ import pytest
 
 from lpw_mp.cli import config_from_args, main
 from lpw_mp.reproduce import PUBLISHED, build_parser
+from lpw_mp.schemas import first_error
 from lpw_mp.strategies import STRATEGIES
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
@@ -41,6 +42,7 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir()) == ["report.md", "reproduce.md",
                                                         "result.json"]
     result = json.loads((folder / "result.json").read_text())
+    assert first_error(result, "lpw_mp-result", 1) is None  # the reproduce section included
     section = result["reproduce"]
     legs = {leg["strategy"]: leg for leg in result["legs"]}
     assert set(legs) == set(STRATEGIES)
@@ -93,6 +95,7 @@ def test_the_committed_reference_is_the_full_seed_scenario():
     (path,) = list(REFERENCE.glob("*/result.json"))
     result = json.loads(path.read_text())
     assert result["format"] == "lpw_mp-result" and result["format_version"] == 1
+    assert first_error(result, "lpw_mp-result", 1) is None
     assert result["status"] == "complete"
     c = result["config"]
     assert (c["cpus"], c["memory"], c["thp_size"], c["op"]) == (128, 496 << 30, 2 << 20,
