@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from lpw_mp.cli import main
-from lpw_mp.report import exit_status
+from lpw_mp.report import exit_status, leg_warnings
 
 SMALL = ["--cpus", "4", "--memory", "32M", "--walker-time", "0.2"]
 
@@ -235,3 +235,32 @@ def test_exit_status_flags_a_safe_strategy_that_was_violated():
     assert exit_status({"status": "interrupted", "signal": "SIGINT"}) == 130
     assert exit_status({"status": "interrupted", "signal": "SIGTERM"}) == 143
     assert exit_status({"status": "failed"}) == 1
+
+
+def _leg(walks, wall_s):
+    """The part of a leg that leg_warnings reads, with nothing else to warn about."""
+    return {"ipi_round_s": {"n": 0, "cv": None}, "walker_side": None, "walk_lateness_s": None,
+            "pool_exhausted": 0, "safe": True, "violations": {"total": 0},
+            "walks": walks, "wall_s": wall_s}
+
+
+@pytest.mark.parametrize("walks,wall_s,rate,active,flagged", [
+    (1000, 1.0, 5000.0, 4, True),     # 250/s per CPU against 5000 asked
+    (9999, 1.0, 5000.0, 4, True),     # just under half
+    (10000, 1.0, 5000.0, 4, False),   # exactly half
+    (0, 0.2, 20.0, 4, False),         # 16 walks expected: too few to judge
+    (0, 0.25, 20.0, 4, True),         # 20 expected, none made
+    (0, 1.0, 0.0, 4, False),          # no walks asked
+    (0, 1.0, 20.0, 0, False),         # no CPU running the process
+    (0, 0.0, 20.0, 4, False),         # an operation too quick to time
+])
+def test_a_walk_rate_far_below_the_asked_one_is_flagged(walks, wall_s, rate, active, flagged):
+    """When the walks made during the operation, per second and per active CPU, fall below
+    half of --walk-rate and at least 20 were expected, the leg gets a warning (a ? note)
+    giving the achieved and the asked rate; otherwise it gets none."""
+    config = {"walk_rate": rate, "active_cpus": active, "op": "munmap"}
+    warnings = leg_warnings(_leg(walks, wall_s), {}, config)
+    assert warnings == ([f"walks ran at {walks / wall_s / active:.3g}/s per CPU during the "
+                         f"munmap, under 50% of the {rate:g}/s asked (--walk-rate): the host "
+                         f"could not keep up, so the updater met fewer walks than asked"]
+                        if flagged else [])
