@@ -6,7 +6,7 @@ import pathlib
 import pytest
 
 from lpw_mp.cli import config_from_args, main
-from lpw_mp.reproduce import PUBLISHED, build_parser
+from lpw_mp.reproduce import PUBLISHED, build_parser, compare_rows
 from lpw_mp.schemas import first_error
 from lpw_mp.strategies import STRATEGIES
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
@@ -64,6 +64,43 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
     assert "2 simulated CPUs are 2 Python processes" in out
     md = (folder / "reproduce.md").read_text()
     assert "| strategy" in md and "What differs" in md and "82,150 ms" in md
+
+
+@pytest.mark.parametrize("asked", [["count"], ["none"], ["rcu", "count"], list(STRATEGIES)])
+def test_every_published_figure_is_one_row_whatever_strategies_ran(asked):
+    """compare_rows gives one row per published figure, ipi's and rcu's two each included,
+    and one per asked strategy without a figure; a strategy not asked shows 'not asked'.
+    (With --strategy count, ipi and rcu used to come out twice: four rows each.)"""
+    legs = [{"strategy": name, "status": "ok", "wall_s": 1.0} for name in asked]
+    result = {"config": {"strategies": asked, "npmds": 16}, "legs": legs}
+    rows = compare_rows(result)
+    published = [(r["strategy"], r["published"]) for r in rows if r["published"]]
+    assert sorted(published) == sorted((p.strategy, p.as_published) for p in PUBLISHED)
+    assert rows[0]["strategy"] == asked[0]  # the asked strategies come first
+    unpublished = [r["strategy"] for r in rows if not r["published"]]
+    assert unpublished == (["none"] if "none" in asked else [])
+    for r in rows:
+        assert r["status"] == ("ok" if r["strategy"] in asked else "not asked")
+
+
+def test_reproduce_with_one_strategy_prints_each_published_figure_once(tmp_path, capsys):
+    """reproduce --strategy count: each published figure once on the terminal, in
+    reproduce.md and in result.json."""
+    runs = tmp_path / "runs"
+    code = main(["reproduce", "--strategy", "count", "--cpus", "2", "--memory", "16M",
+                 "--walk-rate", "0", *FAST, "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0
+    (folder,) = list(runs.iterdir())
+    rows = json.loads((folder / "result.json").read_text())["reproduce"]["rows"]
+    assert sorted(r["published"] for r in rows) == sorted(PUBLISHED_TEXT)
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("strategy    emulator"))
+    table = "\n".join(lines[start:lines.index("", start)])
+    md_table = "\n".join(line for line in (folder / "reproduce.md").read_text().splitlines()
+                         if line.startswith("|"))
+    for text in PUBLISHED_TEXT:
+        assert table.count(f" {text} ") == 1 and md_table.count(f" {text} ") == 1, text
 
 
 @pytest.mark.parametrize("args,message", [
