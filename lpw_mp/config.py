@@ -14,7 +14,7 @@ from lpw_mp.units import format_duration, format_size
 # Every numeric option's range (README, Options): counts and sizes bound what a run allocates
 # and how long it can take; durations and rates bound what the host can honour.
 MAX_CPUS = 4096
-MIN_MEMORY, MAX_MEMORY = 4 << 10, 64 << 40
+MIN_MEMORY, MAX_MEMORY = ptm.BASE_PAGE, 64 << 40
 #: --ops for --op mixed: ten million operations of a few ms each under ipi take half a day.
 MAX_OPS = 10_000_000
 #: The seed feeds random.Random; 32 bits is every layout anyone will ask for.
@@ -87,11 +87,10 @@ class Config:
     def validate(self) -> "Config":
         _whole(self.cpus, "--cpus", 1, MAX_CPUS)
         _check(self.memory, "--memory", MIN_MEMORY, MAX_MEMORY, format_size, whole=True)
-        _whole(self.thp_size, "--thp-size", 1, MAX_MEMORY, format_size)
+        _whole(self.thp_size, "--thp-size", ptm.BASE_PAGE, MAX_MEMORY, format_size,
+               why="at least the base page")
         if self.thp_size & (self.thp_size - 1):
             raise ConfigError(f"--thp-size {format_size(self.thp_size)} is not a power of two")
-        if self.thp_size < ptm.BASE_PAGE:
-            raise ConfigError(f"--thp-size must be at least the {ptm.BASE_PAGE}-byte base page")
         if self.thp_size > self.memory:
             raise ConfigError(f"--thp-size {format_size(self.thp_size)} is larger than --memory "
                               f"{format_size(self.memory)}")
@@ -163,8 +162,8 @@ def _check(value, option: str, lo, hi, show="{:g}".format, whole=False, why="") 
                           + (f" ({why})" if why else ""))
 
 
-def _whole(value, option: str, lo: int, hi: int, show=str) -> None:
-    _check(value, option, lo, hi, show, whole=True)
+def _whole(value, option: str, lo: int, hi: int, show=str, why="") -> None:
+    _check(value, option, lo, hi, show, whole=True, why=why)
 
 
 def check_writable_dir(path: str, what: str) -> None:

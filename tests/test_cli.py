@@ -69,7 +69,7 @@ BAD = [
     (["--memory", "0"], "--memory"),
     (["--memory", "8P"], "malformed size"),
     (["--thp-size", "3M"], "not a power of two"),
-    (["--thp-size", "1K"], "base page"),
+    (["--thp-size", "1K"], "--thp-size 1K is out of range: 4K to 64T (at least the base page)"),
     (["--memory", "8G", "--thp-size", "16G"], "larger than --memory"),
     (["--memory", "3M"], "whole number of"),
     (["--strategy", "bogus"], "unknown strategy 'bogus'"),
@@ -215,6 +215,16 @@ def test_a_runs_dir_that_cannot_be_written_is_refused_up_front(tmp_path, capsys,
     assert_refused(code, err, message)
     assert "--runs-dir" in err
     assert snapshot(tmp_path) == before
+
+
+def test_a_runs_dir_without_write_permission_is_refused(tmp_path, capsys, monkeypatch, no_fork):
+    """A folder this user may not write into (root may write anywhere, so the permission is
+    denied through os.access here) is refused up front, naming the folder at fault."""
+    monkeypatch.setattr(os, "access", lambda path, mode: path != str(tmp_path))
+    code = main(["--runs-dir", str(tmp_path / "runs")])
+    assert_refused(code, capsys.readouterr().err, f"--runs-dir {tmp_path}/runs cannot be made: "
+                                                   f"{tmp_path} is not writable")
+    assert not (tmp_path / "runs").exists()
 
 
 def test_usage_errors_print_no_traceback_from_a_real_process(tmp_path):
