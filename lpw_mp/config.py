@@ -192,16 +192,25 @@ def check_writable_dir(path: str, what: str) -> None:
         raise ConfigError(f"{what} {path}{at} is {kind}")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise ConfigError(f"{what} {path}{at} is not writable")
-    name_max = os.pathconf(probe, "PC_NAME_MAX")
+    name_max = _pathconf(probe, "PC_NAME_MAX", 255)
     for name in missing:
         if len(os.fsencode(name)) > name_max:
             raise ConfigError(f"{what} {path}: the name {name[:40]!r}... is longer than the "
                               f"{name_max} bytes a file name may have")
     # Room for the run folder's own name (a staging name of about 40 bytes) inside it.
-    path_max = os.pathconf(probe, "PC_PATH_MAX")
+    path_max = _pathconf(probe, "PC_PATH_MAX", 4096)
     if len(os.fsencode(path)) + 64 > path_max:
         raise ConfigError(f"{what} is too long a path ({len(os.fsencode(path))} bytes; at "
                           f"most {path_max - 64})")
+
+
+def _pathconf(path: str, name: str, default: int) -> int:
+    """A file system limit: Linux's usual one where it cannot be read, none where it is -1."""
+    try:
+        limit = os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
+    return limit if limit > 0 else math.inf
 
 
 def _broken_link(path: str) -> str:
