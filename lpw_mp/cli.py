@@ -18,7 +18,8 @@ from lpw_mp.report import annotate, exit_status, format_terminal, write_run
 from lpw_mp.resources import preflight
 from lpw_mp.runner import run
 from lpw_mp.strategies import STRATEGIES, parse_strategies
-from lpw_mp.units import parse_duration, parse_size
+# parse_int and parse_float are imported from here by the subcommands.
+from lpw_mp.units import parse_duration, parse_float, parse_int, parse_size
 
 PROG = "lpw_mp"
 
@@ -40,20 +41,6 @@ def _typed(fn, what):
             raise argparse.ArgumentTypeError(str(exc)) from None
     convert.__name__ = what
     return convert
-
-
-def parse_int(text):
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a whole number") from None
-
-
-def parse_float(text):
-    try:
-        return float(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a number") from None
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -94,8 +81,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="seed of the page-table layout and the walk addresses")
     p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),
                    default=d.ipi_timeout,
-                   help="a CPU that does not acknowledge an IPI within this ends the run "
-                        "(default 10s)")
+                   help="bound on every wait: a CPU that does not acknowledge an IPI or pass "
+                        "a quiescent state, a lock not released, or a coordinator that makes "
+                        "no progress within this ends the run, naming the culprit "
+                        "(default 10s, 10ms to 1h)")
     p.add_argument("--start-method", choices=START_METHODS, default=d.start_method,
                    help="multiprocessing start method (default fork)")
     p.add_argument("--runs-dir", default=d.runs_dir,

@@ -11,6 +11,7 @@ import os
 
 from tabulate import tabulate
 
+from lpw_mp import schemas
 from lpw_mp.cli import PROG, Parser, UsageError
 from lpw_mp.config import Config
 from lpw_mp.runner import FORMAT, FORMAT_VERSION
@@ -38,7 +39,8 @@ METRICS = {
 def load_run(spec: str, runs_dir: str) -> dict:
     """The result in ``spec`` (a folder, a result.json or a run id under ``runs_dir``).
 
-    UsageError naming the problem when it is missing or not an lpw_mp result of this version."""
+    UsageError naming the problem when it is missing, not an lpw_mp result of this version,
+    or not valid against that version's JSON Schema (lpw_mp/schemas/result-v1.json)."""
     candidates = [spec, os.path.join(runs_dir, spec)]
     path = next((p for p in candidates if os.path.exists(p)), None)
     if path is None:
@@ -63,6 +65,11 @@ def load_run(spec: str, runs_dir: str) -> dict:
     if result.get("format_version") != FORMAT_VERSION:
         raise UsageError(f"{path} has result format version {result.get('format_version')!r}; "
                          f"this lpw_mp reads version {FORMAT_VERSION}")
+    # Checked against the format as a whole, not key by key as they are read: a document with
+    # the right header and a key missing or of the wrong type is refused here, on one line.
+    problem = schemas.first_error(result, FORMAT, FORMAT_VERSION)
+    if problem:
+        raise UsageError(f"{path} is not a valid lpw_mp result: {problem}")
     result.setdefault("run_id", os.path.basename(os.path.dirname(os.path.abspath(path))))
     return result
 

@@ -1,5 +1,6 @@
 """The configuration of a run, and its validation (every bad value is a ``ConfigError``)."""
 
+import errno
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -8,7 +9,22 @@ from lpw_mp import pagetable as ptm
 from lpw_mp.coordinator import OPS
 from lpw_mp.machine import CPUMASK_MODES
 from lpw_mp.strategies import STRATEGIES
-from lpw_mp.units import format_size
+from lpw_mp.units import format_duration, format_size
+
+# Every numeric option's range (README, Options): counts and sizes bound what a run allocates
+# and how long it can take; durations and rates bound what the host can honour.
+MAX_CPUS = 4096
+MIN_MEMORY, MAX_MEMORY = ptm.BASE_PAGE, 64 << 40
+#: --ops for --op mixed: ten million operations of a few ms each under ipi take half a day.
+MAX_OPS = 10_000_000
+#: The seed feeds random.Random; 32 bits is every layout anyone will ask for.
+MAX_SEED = 2**32 - 1
+MAX_WALK_RATE = 1e6
+MAX_WALK_WINDOW = 1.0
+MAX_WALKER_TIME = 600.0
+#: Below 10 ms a descheduled CPU (a time slice is milliseconds) looks like a dead one; above an
+#: hour a stalled run looks like a hang.
+MIN_IPI_TIMEOUT, MAX_IPI_TIMEOUT = 0.01, 3600.0
 
 #: Start methods whose children are our own (so PR_SET_PDEATHSIG ties them to this process).
 START_METHODS = ("fork", "spawn")
@@ -69,16 +85,12 @@ class Config:
         return d
 
     def validate(self) -> "Config":
-        if not isinstance(self.cpus, int) or self.cpus < 1:
-            raise ConfigError(f"--cpus must be a positive whole number, not {self.cpus!r}")
-        if self.cpus > 4096:
-            raise ConfigError(f"--cpus {self.cpus} is more than the 4096 this emulator supports")
-        if self.memory <= 0:
-            raise ConfigError("--memory must be larger than zero")
-        if self.thp_size <= 0 or self.thp_size & (self.thp_size - 1):
+        _whole(self.cpus, "--cpus", 1, MAX_CPUS)
+        _check(self.memory, "--memory", MIN_MEMORY, MAX_MEMORY, format_size, whole=True)
+        _whole(self.thp_size, "--thp-size", ptm.BASE_PAGE, MAX_MEMORY, format_size,
+               why="at least the base page")
+        if self.thp_size & (self.thp_size - 1):
             raise ConfigError(f"--thp-size {format_size(self.thp_size)} is not a power of two")
-        if self.thp_size < ptm.BASE_PAGE:
-            raise ConfigError(f"--thp-size must be at least the {ptm.BASE_PAGE}-byte base page")
         if self.thp_size > self.memory:
             raise ConfigError(f"--thp-size {format_size(self.thp_size)} is larger than --memory "
                               f"{format_size(self.memory)}")
@@ -88,6 +100,7 @@ class Config:
         if self.npmds > ptm.INDEX_MASK:
             raise ConfigError(f"--memory {format_size(self.memory)} needs {self.npmds} PMDs, "
                               f"more than the {ptm.INDEX_MASK} supported")
+        _check(self.pte_fraction, "--pte-fraction", 0.0, 1.0)
         pool = ptm.PageTable.pool_bytes(self.thp_size, self.pool_pages())
         if pool > ptm.MAX_POOL_BYTES:
             raise ConfigError(f"the PTE page pool would need {format_size(pool)} "
@@ -100,45 +113,114 @@ class Config:
                 raise ConfigError(f"unknown strategy {name!r}")
         if self.op not in OPS:
             raise ConfigError(f"unknown --op {self.op!r} (choose from {', '.join(OPS)})")
-        if not (math.isfinite(self.walk_rate) and self.walk_rate >= 0):
-            raise ConfigError(f"--walk-rate must be zero or a positive number, not {self.walk_rate}")
-        if self.walk_rate > 1e6:
-            raise ConfigError(f"--walk-rate {self.walk_rate:g} per CPU per second is beyond what "
-                              f"a process can do (at most 1e6)")
-        if not (math.isfinite(self.walk_window) and 0 <= self.walk_window <= 1.0):
-            raise ConfigError("--walk-window must be between 0 and 1 s")
-        if not 0.0 <= self.pte_fraction <= 1.0:
-            raise ConfigError(f"--pte-fraction must be between 0 and 1, not {self.pte_fraction}")
+        _check(self.walk_rate, "--walk-rate", 0.0, MAX_WALK_RATE,
+               why="a process cannot start walks faster")
+        _check(self.walk_window, "--walk-window", 0.0, MAX_WALK_WINDOW, _duration)
+        duty = self.walk_rate * self.walk_window
+        if duty >= 1:
+            raise ConfigError(f"--walk-window {format_duration(self.walk_window)} x --walk-rate "
+                              f"{self.walk_rate:g} = {duty:.3g}: each CPU would keep IRQs off "
+                              f"{duty:.3g} s of every second; the product must be below 1")
         if self.cpumask not in CPUMASK_MODES:
             raise ConfigError(f"unknown --cpumask {self.cpumask!r} "
                               f"(choose from {', '.join(CPUMASK_MODES)})")
-        if not 0.0 <= self.active_fraction <= 1.0:
-            raise ConfigError(f"--active-fraction must be between 0 and 1, "
-                              f"not {self.active_fraction}")
-        if self.mixed_ops < 0:
-            raise ConfigError("--ops must be zero or positive")
+        _check(self.active_fraction, "--active-fraction", 0.0, 1.0)
+        _whole(self.mixed_ops, "--ops", 0, MAX_OPS)
         if self.mixed_ops and self.op != "mixed":
             raise ConfigError("--ops only applies to --op mixed")
-        if not (math.isfinite(self.walker_time) and 0 <= self.walker_time <= 600):
-            raise ConfigError("--walker-time must be between 0 and 600 s")
-        if not (math.isfinite(self.ipi_timeout) and self.ipi_timeout > 0):
-            raise ConfigError("--ipi-timeout must be a positive duration")
+        _check(self.walker_time, "--walker-time", 0.0, MAX_WALKER_TIME, _duration)
+        _check(self.ipi_timeout, "--ipi-timeout", -math.inf, math.inf)  # finite
+        if self.ipi_timeout < MIN_IPI_TIMEOUT:
+            raise ConfigError(f"--ipi-timeout {_duration(self.ipi_timeout)} is below "
+                              f"{_duration(MIN_IPI_TIMEOUT)}: below that, the host's scheduler "
+                              f"cannot tell a late CPU from a descheduled one")
+        if self.ipi_timeout > MAX_IPI_TIMEOUT:
+            raise ConfigError(f"--ipi-timeout {_duration(self.ipi_timeout)} is above "
+                              f"{MAX_IPI_TIMEOUT / 3600:g} h: a run that stalls would wait that "
+                              f"long before saying so")
+        _whole(self.seed, "--seed", 0, MAX_SEED)
         if self.start_method not in START_METHODS:
             raise ConfigError(f"unknown --start-method {self.start_method!r}")
         check_writable_dir(self.runs_dir, "--runs-dir")
         return self
 
 
+def _duration(seconds) -> str:
+    """Enough digits that a value just past a bound does not print as the bound."""
+    return "0" if seconds == 0 else format_duration(seconds, digits=6)
+
+
+def _check(value, option: str, lo, hi, show="{:g}".format, whole=False, why="") -> None:
+    """ConfigError unless ``value`` is a finite number (a whole one if ``whole``) from ``lo``
+    to ``hi``. Configurations are also built in code, so the type is checked too."""
+    kinds = int if whole else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+        raise ConfigError(f"{option} must be a finite {'whole ' if whole else ''}number, "
+                          f"not {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{option} {show(value)} is out of range: {show(lo)} to {show(hi)}"
+                          + (f" ({why})" if why else ""))
+
+
+def _whole(value, option: str, lo: int, hi: int, show=str, why="") -> None:
+    _check(value, option, lo, hi, show, whole=True, why=why)
+
+
 def check_writable_dir(path: str, what: str) -> None:
-    """Fail now, before any work, if ``path`` cannot become a writable folder."""
+    """Fail now, before any work, if ``path`` cannot become a writable folder: the run would
+    otherwise happen in full and only then fail to write its report."""
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"{what} is empty: name a folder")
+    if "\0" in path:
+        raise ConfigError(f"{what} {path!r} contains a NUL byte")
     path = os.path.abspath(path)
-    probe = path
-    while not os.path.exists(probe):
+    # The deepest part of the path that is there (os.path.exists is False for a dangling
+    # link, which cannot be made a folder: lexists stops on it).
+    probe, missing = path, []
+    while not os.path.lexists(probe):
         parent = os.path.dirname(probe)
         if parent == probe:
             break
+        missing.append(os.path.basename(probe))
         probe = parent
+    # Name the part of the path at fault, and the path given when that is another part.
+    at = "" if probe == path else f" cannot be made: {probe}"
+    if os.path.islink(probe) and not os.path.exists(probe):
+        raise ConfigError(f"{what} {path}{at} {_broken_link(probe)}")
     if not os.path.isdir(probe):
-        raise ConfigError(f"{what} {path} is not a folder ({probe} is a file)")
+        kind = "a file, not a folder" if os.path.isfile(probe) else "not a folder"
+        raise ConfigError(f"{what} {path}{at} is {kind}")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError(f"{what} {path} is not writable")
+        raise ConfigError(f"{what} {path}{at} is not writable")
+    name_max = _pathconf(probe, "PC_NAME_MAX", 255)
+    for name in missing:
+        if len(os.fsencode(name)) > name_max:
+            raise ConfigError(f"{what} {path}: the name {name[:40]!r}... is longer than the "
+                              f"{name_max} bytes a file name may have")
+    # Room for the run folder's own name (a staging name of about 40 bytes) inside it.
+    path_max = _pathconf(probe, "PC_PATH_MAX", 4096)
+    if len(os.fsencode(path)) + 64 > path_max:
+        raise ConfigError(f"{what} is too long a path ({len(os.fsencode(path))} bytes; at "
+                          f"most {path_max - 64})")
+
+
+def _pathconf(path: str, name: str, default: int) -> int:
+    """A file system limit: Linux's usual one where it cannot be read, none where it is -1."""
+    try:
+        limit = os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
+    return limit if limit > 0 else math.inf
+
+
+def _broken_link(path: str) -> str:
+    """Why the symbolic link ``path`` leads to nothing."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop"
+        if exc.errno == errno.ENOENT:
+            return f"is a dangling symbolic link (to {os.readlink(path)}, which does not exist)"
+        return f"is a symbolic link that cannot be followed ({exc.strerror})"
+    return "is a symbolic link that cannot be followed"

@@ -19,6 +19,8 @@ from lpw_mp.walkers import compare_to_ipi
 OVERSUBSCRIBED = 4.0
 #: Coefficient of variation of IPI rounds above which the median is called unstable.
 UNSTABLE_CV = 0.5
+#: Walks during the operation below this share of those asked for are flagged.
+SHORTFALL = 0.5
 
 
 # -- judging ---------------------------------------------------------------------------------
@@ -51,6 +53,15 @@ def leg_warnings(leg: dict, host: dict, config: dict) -> list:
     if rate and late is not None and late > max(1.0 / rate, 0.005):
         out.append(f"walks started {format_duration(late)} late on average: the host could not "
                    f"keep up with --walk-rate {rate:g}")
+    # Walks are drawn at --walk-rate but only start when the host runs the CPU: on a busy host
+    # the updater then met far fewer walks than the figures are said to be for.
+    wall, active = leg["wall_s"], config["active_cpus"]
+    expected = rate * wall * active if wall and active else 0
+    if expected >= MIN_SAMPLES and leg["walks"] < expected * SHORTFALL:
+        out.append(f"walks ran at {leg['walks'] / wall / active:.3g}/s per CPU during the "
+                   f"{config['op']}, under {SHORTFALL:.0%} of the {rate:g}/s asked "
+                   f"(--walk-rate): the host could not keep up, so the updater met fewer "
+                   f"walks than asked")
     if leg["pool_exhausted"]:
         out.append(f"{leg['pool_exhausted']} splits skipped: the PTE page pool ran out")
     if safety_verdict(leg) == "not caught":

@@ -19,7 +19,7 @@ import sys
 from tabulate import tabulate
 from tqdm import tqdm
 
-from lpw_mp import __version__
+from lpw_mp import __version__, resources
 from lpw_mp.cli import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
                         parse_float, parse_int)
 from lpw_mp.emulator import deferred_signals
@@ -35,6 +35,10 @@ from lpw_mp.units import format_duration, format_size, parse_duration, parse_siz
 FORMAT = "lpw_mp-sweep"
 FORMAT_VERSION = 1
 MAX_VARY = 2
+#: A plan is bounded before anything runs: values per --vary, and points in all (README,
+#: Options). 64 points of a few strategies each is already hours on a small host.
+MAX_VALUES = 32
+MAX_POINTS = 64
 
 
 def _cpumask(text):
@@ -77,7 +81,8 @@ def format_value(name: str, value) -> str:
 def parse_vary(text: str):
     """``NAME=V1,V2,...`` or, for a numeric parameter, ``NAME=LO..HI`` (LO doubled up to HI).
 
-    Returns ``(name, values)`` with ``name`` the Config attribute; UsageError when malformed."""
+    Returns ``(name, values)`` with ``name`` the Config attribute; UsageError when malformed,
+    or when it gives more than ``MAX_VALUES`` values."""
     name, sep, spec = text.partition("=")
     name = name.strip().replace("-", "_")
     if not sep or not spec.strip():
@@ -88,22 +93,37 @@ def parse_vary(text: str):
     parse = PARAMETERS[name][0]
     try:
         if ".." in spec and name in NUMERIC:
-            lo, hi = (parse(part.strip()) for part in spec.split("..", 1))
-            if not 0 < lo <= hi:
-                raise ValueError(f"range {spec!r} must run from a positive value up")
-            values = []
-            while lo <= hi:
-                values.append(lo)
-                lo *= 2
+            values = _doubling(parse, spec)
         else:
-            values = [parse(part.strip()) for part in spec.split(",") if part.strip()]
+            parts = [part.strip() for part in spec.split(",")]
+            # Counted before parsing: a plan's size is bounded before any work on it.
+            if len(parts) > MAX_VALUES:
+                raise ValueError(f"{len(parts)} values, more than the {MAX_VALUES} a --vary "
+                                 f"takes")
+            if "" in parts:
+                raise ValueError(f"{spec!r} has an empty value")
+            values = [parse(part) for part in parts]
     except ValueError as exc:
         raise UsageError(f"--vary {name.replace('_', '-')}: {exc}") from None
-    if not values:
-        raise UsageError(f"--vary {name.replace('_', '-')}: no values")
     if len(set(values)) != len(values):
         raise UsageError(f"--vary {name.replace('_', '-')}: a value is repeated")
     return name, values
+
+
+def _doubling(parse, spec: str) -> list:
+    """LO, 2 LO, 4 LO... up to HI; ValueError past ``MAX_VALUES`` values, found as they are
+    made (``1e-300..1`` would be a thousand)."""
+    lo, hi = (parse(part.strip()) for part in spec.split("..", 1))
+    if not 0 < lo <= hi:  # parse refuses inf and nan, so the range is finite
+        raise ValueError(f"range {spec!r} must run from a positive value up")
+    values = []
+    while lo <= hi:
+        if len(values) == MAX_VALUES:
+            raise ValueError(f"range {spec!r} doubles to more than the {MAX_VALUES} values a "
+                             f"--vary takes")
+        values.append(lo)
+        lo *= 2
+    return values
 
 
 def build_parser() -> Parser:
@@ -121,7 +141,8 @@ def build_parser() -> Parser:
 def plan(argv):
     """Parse and check everything before anything runs: ``(args, base config, varied, points)``.
 
-    ``varied`` is ``[(name, values), ...]``; ``points`` is ``[(values dict, Config), ...]``."""
+    ``varied`` is ``[(name, values), ...]``; ``points`` is ``[(values dict, Config), ...]``,
+    at most ``MAX_POINTS``, each validated and preflighted against the host's limits."""
     args, base = parse_config(build_parser(), argv)
     if not args.vary:
         raise UsageError("sweep needs --vary NAME=V1,V2,... (for example --vary cpus=2..128)")
@@ -130,11 +151,18 @@ def plan(argv):
     varied = [parse_vary(text) for text in args.vary]
     if len({name for name, _ in varied}) != len(varied):
         raise UsageError(f"--vary {varied[0][0].replace('_', '-')} is given twice")
+    npoints = math.prod(len(values) for _, values in varied)
+    if npoints > MAX_POINTS:
+        raise UsageError(f"sweep of {' x '.join(str(len(v)) for _, v in varied)} = {npoints} "
+                         f"points: more than the {MAX_POINTS} a sweep takes")
+    host = resources.probe()
     points = []
     for combo in itertools.product(*(values for _, values in varied)):
         values = dict(zip((name for name, _ in varied), combo))
         try:
             cfg = dataclasses.replace(base, **values).validate()
+            # The base passed the preflight; a point with more CPUs or memory may not.
+            resources.preflight(cfg, host)
         except ConfigError as exc:
             raise UsageError(f"sweep point {point_label(values)}: {exc}") from None
         points.append((values, cfg))

@@ -102,6 +102,13 @@ def _bad(folder, a, b, kind):
         result = json.loads((folder / a / "result.json").read_text())
         result["format_version"] = 2
         (target / "result.json").write_text(json.dumps(result))
+    elif kind == "header-only":
+        (target / "result.json").write_text(json.dumps({"format": "lpw_mp-result",
+                                                        "format_version": 1}))
+    elif kind == "no-config":
+        result = json.loads((folder / a / "result.json").read_text())
+        del result["config"]
+        (target / "result.json").write_text(json.dumps(result))
     return str(target)
 
 
@@ -118,6 +125,12 @@ BAD = [
      "is not an lpw_mp result (not JSON"),
     ("version 2", lambda f, a, b: ["compare", a, _bad(f, a, b, "version-2")],
      "format version 2; this lpw_mp reads version 1"),
+    ("header only", lambda f, a, b: ["compare", a, _bad(f, a, b, "header-only")],
+     "result.json is not a valid lpw_mp result: 'lpw_mp_version' is a required property "
+     "(at top level)"),
+    ("no config", lambda f, a, b: ["compare", a, _bad(f, a, b, "no-config")],
+     "result.json is not a valid lpw_mp result: 'config' is a required property "
+     "(at top level)"),
     ("bad vary", lambda f, a, b: ["compare", a, b, "--vary", "colour"],
      "'colour' is not a configuration key"),
     ("bad metric", lambda f, a, b: ["compare", a, b, "--metric", "joy"], "invalid choice"),
@@ -127,8 +140,9 @@ BAD = [
 @pytest.mark.parametrize("args,message", [(a, m) for _, a, m in BAD],
                          ids=[name for name, _, _ in BAD])
 def test_bad_compare_input_is_one_line_and_exit_2(runs, capsys, args, message):
-    """A missing run, a file that is not an lpw_mp result (or of another version), a bad
-    option: exit 2 and one line naming the problem, no table."""
+    """A missing run, a file that is not an lpw_mp result (or of another version, or with the
+    right header but not valid against the format's schema), a bad option: exit 2 and one line
+    naming the problem, no table."""
     folder, a, b = runs
     code = main([*args(folder, a, b), "--runs-dir", str(folder)])
     captured = capsys.readouterr()

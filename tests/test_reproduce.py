@@ -6,8 +6,10 @@ import pathlib
 import pytest
 
 from lpw_mp.cli import config_from_args, main
-from lpw_mp.reproduce import PUBLISHED, build_parser
+from lpw_mp.reproduce import PUBLISHED, build_parser, compare_rows
+from lpw_mp.schemas import first_error
 from lpw_mp.strategies import STRATEGIES
+from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,6 +42,7 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir()) == ["report.md", "reproduce.md",
                                                         "result.json"]
     result = json.loads((folder / "result.json").read_text())
+    assert first_error(result, "lpw_mp-result", 1) is None  # the reproduce section included
     section = result["reproduce"]
     legs = {leg["strategy"]: leg for leg in result["legs"]}
     assert set(legs) == set(STRATEGIES)
@@ -63,18 +66,62 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
     assert "| strategy" in md and "What differs" in md and "82,150 ms" in md
 
 
+@pytest.mark.parametrize("asked", [["count"], ["none"], ["rcu", "count"], list(STRATEGIES)])
+def test_every_published_figure_is_one_row_whatever_strategies_ran(asked):
+    """compare_rows gives one row per published figure, ipi's and rcu's two each included,
+    and one per asked strategy without a figure; a strategy not asked shows 'not asked'.
+    (With --strategy count, ipi and rcu used to come out twice: four rows each.)"""
+    legs = [{"strategy": name, "status": "ok", "wall_s": 1.0} for name in asked]
+    result = {"config": {"strategies": asked, "npmds": 16}, "legs": legs}
+    rows = compare_rows(result)
+    published = [(r["strategy"], r["published"]) for r in rows if r["published"]]
+    assert sorted(published) == sorted((p.strategy, p.as_published) for p in PUBLISHED)
+    assert rows[0]["strategy"] == asked[0]  # the asked strategies come first
+    unpublished = [r["strategy"] for r in rows if not r["published"]]
+    assert unpublished == (["none"] if "none" in asked else [])
+    for r in rows:
+        assert r["status"] == ("ok" if r["strategy"] in asked else "not asked")
+
+
+def test_reproduce_with_one_strategy_prints_each_published_figure_once(tmp_path, capsys):
+    """reproduce --strategy count: each published figure once on the terminal, in
+    reproduce.md and in result.json."""
+    runs = tmp_path / "runs"
+    code = main(["reproduce", "--strategy", "count", "--cpus", "2", "--memory", "16M",
+                 "--walk-rate", "0", *FAST, "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0
+    (folder,) = list(runs.iterdir())
+    rows = json.loads((folder / "result.json").read_text())["reproduce"]["rows"]
+    assert sorted(r["published"] for r in rows) == sorted(PUBLISHED_TEXT)
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("strategy    emulator"))
+    table = "\n".join(lines[start:lines.index("", start)])
+    md_table = "\n".join(line for line in (folder / "reproduce.md").read_text().splitlines()
+                         if line.startswith("|"))
+    for text in PUBLISHED_TEXT:
+        assert table.count(f" {text} ") == 1 and md_table.count(f" {text} ") == 1, text
+
+
 @pytest.mark.parametrize("args,message", [
     (["--op", "split"], "published figures are for munmap"),
     (["--preset", "v9"], "invalid choice: 'v9'"),
     (["--memory", "3M"], "whole number of"),
+    (["--pte-fraction", "nan"], "argument --pte-fraction: 'nan' is not a finite number"),
+    (["--pte-fraction", "inf"], "argument --pte-fraction: 'inf' is not a finite number"),
+    (["--pte-fraction=-INF"], "argument --pte-fraction: '-INF' is not a finite number"),
+    (["--memory", "496GB"], "size '496GB' is ambiguous"),
+    (["--cpus", "1_28"], "argument --cpus: '1_28' is not a whole number"),
+    (["--ipi-timeout", "1ns"], "--ipi-timeout 1 ns is below 10 ms"),
+    (["--walk-window", "1ms", "--walk-rate", "5000"], "--walk-rate 5000 = 5"),
 ])
-def test_bad_reproduce_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
+def test_bad_reproduce_input_is_one_line_and_writes_nothing(tmp_path, capsys, no_fork, args,
+                                                           message):
     """A scenario the published figures do not cover, an unknown preset or a bad value: exit 2
-    and one line, before anything runs or is written."""
+    and one line, before anything runs (no process forked) or is written."""
     runs = tmp_path / "runs"
-    assert main(["reproduce", *args, "--runs-dir", str(runs)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and message in err
+    code = main(["reproduce", *args, "--runs-dir", str(runs)])
+    assert_refused(code, capsys.readouterr().err, message)
     assert not runs.exists()
 
 
@@ -85,6 +132,7 @@ def test_the_committed_reference_is_the_full_seed_scenario():
     (path,) = list(REFERENCE.glob("*/result.json"))
     result = json.loads(path.read_text())
     assert result["format"] == "lpw_mp-result" and result["format_version"] == 1
+    assert first_error(result, "lpw_mp-result", 1) is None
     assert result["status"] == "complete"
     c = result["config"]
     assert (c["cpus"], c["memory"], c["thp_size"], c["op"]) == (128, 496 << 30, 2 << 20,

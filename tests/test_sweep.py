@@ -8,9 +8,12 @@ import sys
 
 import pytest
 
+from lpw_mp import resources
 from lpw_mp.cli import main
 from lpw_mp.fit import power_law
-from lpw_mp.sweep import parse_vary, sweep_bar
+from lpw_mp.resources import Host
+from lpw_mp.sweep import parse_vary, plan, sweep_bar
+from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -176,19 +179,60 @@ BAD = [
     (["--vary", "cpus=2", "--vary", "cpus=4"], "given twice"),
     (["--vary", "cpus=2", "--vary", "memory=8M", "--vary", "walk-rate=1"], "at most 2"),
     (["--vary", "cpus=2", "--walk-rate", "-1"], "--walk-rate"),
+    # Ranges are finite and plans bounded, found before any value is made in bulk.
+    (["--vary", "walk-rate=1..inf"], "--vary walk-rate: 'inf' is not a finite number"),
+    (["--vary", "pte-fraction=0.1..inf"], "--vary pte-fraction: 'inf' is not a finite number"),
+    (["--vary", "active-fraction=0.1..Infinity"], "'Infinity' is not a finite number"),
+    (["--vary", "walk-window=1us..inf"], "--vary walk-window: duration 'inf' is not finite"),
+    (["--vary", "walk-rate=1e-300..1"],
+     "--vary walk-rate: range '1e-300..1' doubles to more than the 32 values a --vary takes"),
+    (["--vary", "cpus=1..99999999999999999999"], "doubles to more than the 32 values"),
+    (["--vary", "cpus=" + ",".join(str(n) for n in range(1, 41))],
+     "--vary cpus: 40 values, more than the 32 a --vary takes"),
+    (["--vary", "cpus=1..128", "--vary", "walk-rate=1..1024"],
+     "sweep of 8 x 11 = 88 points: more than the 64 a sweep takes"),
+    # Non-finite values in a list, and in the fixed options.
+    (["--vary", "pte-fraction=nan,0.5"], "--vary pte-fraction: 'nan' is not a finite number"),
+    (["--vary", "cpus=2", "--pte-fraction", "nan"], "'nan' is not a finite number"),
+    # Only documented spellings, in lists too.
+    (["--vary", "cpus=2,,4"], "--vary cpus: '2,,4' has an empty value"),
+    (["--vary", "cpus=2,4,"], "has an empty value"),
+    (["--vary", "cpus=1_0"], "--vary cpus: '1_0' is not a whole number"),
+    (["--vary", "memory=8GB,16M"], "--vary memory: size '8GB' is ambiguous"),
+    # Every point is validated and preflighted before the first runs.
+    (["--cpus", "2", "--vary", "cpus=2,4096"],
+     "sweep point cpus=4096: --cpus 4096 needs about"),
+    (["--vary", "walk-window=1ms,2ms", "--walk-rate", "600"],
+     "sweep point walk-window=2 ms: --walk-window 2 ms x --walk-rate 600 = 1.2"),
+    (["--vary", "cpus=2", "--ipi-timeout", "1ms"], "--ipi-timeout 1 ms is below 10 ms"),
 ]
 
+#: A host with room for a few CPUs, not thousands, so the preflight's verdicts do not depend on
+#: the machine the tests run on.
+SMALL_HOST = Host(memory_free=2 << 30, system_tasks_free=1 << 20, files_hard=1 << 20)
 
-@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a) or "none" for a, _ in BAD])
-def test_bad_sweep_input_is_one_line_and_writes_nothing(tmp_path, capsys, args, message):
-    """Every malformed --vary or bad point: exit 2, one line naming the problem, no folder."""
+
+@pytest.mark.parametrize("args,message", BAD, ids=[" ".join(a)[:60] or "none" for a, _ in BAD])
+def test_bad_sweep_input_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch, no_fork,
+                                                        args, message):
+    """Every malformed --vary, unbounded plan or bad point: exit 2, one line naming the
+    problem, no traceback, no process forked, no folder."""
+    monkeypatch.setattr(resources, "probe", lambda: SMALL_HOST)
     runs = tmp_path / "runs"
     code = main(["sweep", *args, "--runs-dir", str(runs)])
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and err.startswith("lpw_mp: error: "), err
-    assert message in err
+    assert_refused(code, capsys.readouterr().err, message)
     assert not runs.exists()
+
+
+def test_the_largest_plan_allowed_is_accepted(tmp_path, monkeypatch):
+    """The bounds are not off by one: 32 values of one parameter, or 8 x 8 points, plan."""
+    monkeypatch.setattr(resources, "probe", lambda: SMALL_HOST)
+    assert len(parse_vary("walk-rate=" + ",".join(str(n) for n in range(32)))[1]) == 32
+    assert len(parse_vary("walk-rate=1..2147483648")[1]) == 32
+    _, _, _, points = plan(["--vary", "cpus=1..128", "--vary", "walk-rate=1..128", "--cpus", "2",
+                            "--memory", "8M", "--runs-dir", str(tmp_path / "runs")])
+    assert len(points) == 64
+    assert not (tmp_path / "runs").exists()
 
 
 def test_sweep_result_is_plain_json_numbers():
