@@ -6,6 +6,7 @@ Every usage error is one line on stderr and exit status 2, before anything is st
 import argparse
 import importlib
 import json
+import re
 import sys
 
 from lpw_mp import __version__
@@ -29,6 +30,14 @@ class UsageError(Exception):
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse takes "-inf" (and "-1e3") for an option unless it looks like a negative
+        # number; let every signed number reach the option's own check and message.
+        self._negative_number_matcher = re.compile(
+            r"^-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?$|^-(?:inf|infinity|nan)$",
+            re.IGNORECASE)
+
     def error(self, message):
         raise UsageError(message)
 

@@ -102,6 +102,8 @@ BAD = [
     (["--pte-fraction", "nan"], "argument --pte-fraction: 'nan' is not a finite number"),
     (["--pte-fraction", "inf"], "argument --pte-fraction: 'inf' is not a finite number"),
     (["--pte-fraction=-inf"], "argument --pte-fraction: '-inf' is not a finite number"),
+    (["--pte-fraction", "-inf"], "argument --pte-fraction: '-inf' is not a finite number"),
+    (["--walk-rate", "-1e3"], "--walk-rate"),
     (["--active-fraction", "NaN"], "argument --active-fraction: 'NaN' is not a finite number"),
     (["--walk-rate", "Infinity"], "argument --walk-rate: 'Infinity' is not a finite number"),
     (["--walk-rate", "1e999"], "argument --walk-rate: '1e999' is not a finite number"),
