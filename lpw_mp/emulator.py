@@ -410,6 +410,8 @@ def _stop_processes(procs, grace: float = STOP_GRACE) -> None:
         for proc in alive:
             try:
                 os.kill(proc.pid, sig)
+                if sig == signal.SIGTERM:  # a stopped process acts on it only once resumed
+                    os.kill(proc.pid, signal.SIGCONT)
             except ProcessLookupError:
                 pass
         join_all(time.monotonic() + grace)

@@ -15,8 +15,11 @@ resource tracker), so the janitor finds nothing left.
 
 import multiprocessing.synchronize
 import multiprocessing.util
+import os
+import select
 import subprocess
 import sys
+import time
 
 #: What the janitor runs: read names until the parent's end of the pipe closes, then unlink.
 _JANITOR = """
@@ -63,16 +66,33 @@ class Janitor:
     def __init__(self):
         self.proc = subprocess.Popen([sys.executable, "-c", _JANITOR], stdin=subprocess.PIPE,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True, text=True)
+                                     start_new_session=True)
+        os.set_blocking(self.proc.stdin.fileno(), False)
         self.names = set()
 
     def watch(self, *objs) -> None:
-        """Tell the janitor the names of every semaphore reachable from ``objs``."""
+        """Tell the janitor the names of every semaphore reachable from ``objs``. A janitor
+        that does not read them within ``JANITOR_TIMEOUT`` (stopped, say) is killed: the
+        names are then left to multiprocessing's resource tracker, and the run goes on."""
         new = set().union(*(semaphore_names(obj) for obj in objs)) - self.names
-        if new:
-            self.proc.stdin.write("".join(f"{name}\n" for name in sorted(new)))
-            self.proc.stdin.flush()
-            self.names |= new
+        if not new:
+            return
+        self.names |= new
+        self._send("".join(f"{name}\n" for name in sorted(new)))
+
+    def _send(self, text: str) -> None:
+        data = memoryview(text.encode())
+        fd, deadline = self.proc.stdin.fileno(), time.monotonic() + JANITOR_TIMEOUT
+        while data and self.proc.poll() is None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.proc.kill()
+                break
+            if select.select([], [fd], [], left)[1]:
+                try:
+                    data = data[os.write(fd, data):]
+                except BlockingIOError:
+                    pass
 
     def close(self) -> None:
         """Unlink the semaphores now, as multiprocessing would at exit, then let the janitor
@@ -85,7 +105,7 @@ class Janitor:
                 finalizer()  # runs once: it removes itself from the registry
         try:
             self.proc.stdin.close()
-        except OSError:
+        except OSError:  # a janitor killed above: a broken pipe
             pass
         try:
             self.proc.wait(JANITOR_TIMEOUT)

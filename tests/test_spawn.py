@@ -8,8 +8,11 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
+
+from lpw_mp import janitor as janitor_mod
 
 from test_faults import THREE_LEGS, assert_nothing_left, child_named, cli_run, family, shm_entries
 
@@ -77,3 +80,18 @@ def test_a_killed_spawn_run_leaves_nothing_in_dev_shm(tmp_path, to_group):
             cli.kill()
         cli.wait(10)
     assert_nothing_left(procs, shm)
+
+
+def test_a_stopped_janitor_never_blocks_the_parent(monkeypatch):
+    """A janitor that stops reading (SIGSTOP) while the parent has more names for it than a
+    pipe holds: the parent gives up on it after its bound and kills it, instead of blocking."""
+    monkeypatch.setattr(janitor_mod, "JANITOR_TIMEOUT", 0.5)
+    janitor = janitor_mod.Janitor()
+    try:
+        os.kill(janitor.proc.pid, signal.SIGSTOP)
+        start = time.monotonic()
+        janitor._send("/mp-xxxxxxxx\n" * 100_000)  # 1.3 MB: far more than a pipe buffer
+        assert 0.5 <= time.monotonic() - start < 0.5 + 2.0
+        assert janitor.proc.wait(5) == -signal.SIGKILL
+    finally:
+        janitor.close()
