@@ -19,9 +19,9 @@ import sys
 
 from tabulate import tabulate
 
-from lpw_mp.config import Config
-from lpw_mp.emulator import Emulator
-from lpw_mp.hostinfo import host_metadata
+from lpw_mp.harness.config import Config
+from lpw_mp.harness.emulator import Emulator
+from lpw_mp.harness.hostinfo import host_metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_FLOOR = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "calibrate",

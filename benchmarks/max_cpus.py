@@ -22,7 +22,7 @@ import time
 import psutil
 from tabulate import tabulate
 
-from lpw_mp.hostinfo import host_metadata
+from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.units import format_duration
 
 #: How often the host memory and the process count are sampled.

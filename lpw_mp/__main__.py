@@ -1,5 +1,5 @@
 import sys
 
-from lpw_mp.cli import main
+from lpw_mp.commands.cli import main
 
 sys.exit(main())

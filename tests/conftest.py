@@ -5,7 +5,7 @@ import time
 import psutil
 import pytest
 
-from lpw_mp.config import Config
+from lpw_mp.harness.config import Config
 
 
 def small_config(tmp_path=None, **overrides) -> Config:

@@ -2,7 +2,7 @@
 
 import time
 
-from lpw_mp.coordinator import P_PHASE, P_SLOT
+from lpw_mp.kernel.coordinator import P_PHASE, P_SLOT
 
 
 def wait_until(predicate, timeout=10.0, what="condition"):

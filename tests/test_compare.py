@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from lpw_mp.cli import main
+from lpw_mp.commands.cli import main
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,13 +18,13 @@ import psutil
 import pytest
 
 from helpers import acquire, wait_for_phase, wait_until
-from lpw_mp import report
-from lpw_mp.cli import main
-from lpw_mp.coordinator import PHASE_SERIALIZING
-from lpw_mp.cpu import WalkHook
-from lpw_mp.emulator import Emulator, EmulatorError, deferred_signals
-from lpw_mp.runner import run
-from lpw_mp.strategies.count import LockHook
+from lpw_mp.results import report
+from lpw_mp.commands.cli import main
+from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
+from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.harness.emulator import Emulator, EmulatorError, deferred_signals
+from lpw_mp.harness.runner import run
+from lpw_mp.kernel.strategies.count import LockHook
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -359,7 +359,7 @@ def test_a_run_folder_that_cannot_be_written_prints_the_result(tmp_path, monkeyp
     stdout rather than lost, with the error on stderr and exit status 1."""
     def full(result, runs_dir):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr("lpw_mp.cli.write_run", full)
+    monkeypatch.setattr("lpw_mp.commands.cli.write_run", full)
     code = main(["--cpus", "2", "--memory", "8M", "--walker-time", "0", "--runs-dir",
                  str(tmp_path), "--quiet"])
     captured = capsys.readouterr()

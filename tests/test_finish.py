@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from lpw_mp import runner
-from lpw_mp.cli import main
+from lpw_mp.harness import runner
+from lpw_mp.commands.cli import main
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -26,8 +26,8 @@ COMMANDS = {
 #: Runs lpw_mp with a SIGTERM sent to itself in the middle of writing the result folder.
 SIGTERM_WHILE_WRITING = """
 import os, signal, sys
-from lpw_mp import report
-from lpw_mp.cli import main
+from lpw_mp.results import report
+from lpw_mp.commands.cli import main
 
 real = report.write_file
 def write_file(path, text):

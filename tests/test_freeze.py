@@ -12,14 +12,14 @@ import psutil
 import pytest
 
 from helpers import acquire, wait_for_phase, wait_until
-from lpw_mp import emulator as emulator_mod
-from lpw_mp.coordinator import PHASE_SERIALIZING
-from lpw_mp.cpu import WalkHook
-from lpw_mp.emulator import Emulator, EmulatorError
-from lpw_mp.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_QS_LOCKED,
+from lpw_mp.harness import emulator as emulator_mod
+from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
+from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_QS_LOCKED,
                           FREEZE_QS_REPORTED, FREEZE_START, FreezeHook)
-from lpw_mp.machine import DOING_LOCK, LockTimeout, Machine
-from lpw_mp.walkers import measure_walkers
+from lpw_mp.kernel.machine import DOING_LOCK, LockTimeout, Machine
+from lpw_mp.harness.walkers import measure_walkers
 from test_faults import (THREE_LEGS, alive, assert_nothing_left, child_named, cli_run, family,
                          finish, only_run_folder, shm_entries)
 

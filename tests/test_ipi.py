@@ -9,11 +9,11 @@ import time
 import pytest
 
 from helpers import acquire, wait_for_phase
-from lpw_mp import pagetable as ptm
-from lpw_mp.coordinator import PHASE_SERIALIZING
-from lpw_mp.cpu import WalkHook
-from lpw_mp.emulator import Emulator, EmulatorError
-from lpw_mp.progress import progress_factory
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
+from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.harness.progress import progress_factory
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -1,8 +1,8 @@
 import pytest
 
-from lpw_mp import pagetable as ptm
-from lpw_mp.config import Config
-from lpw_mp.pagetable import PageTable
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.harness.config import Config
+from lpw_mp.kernel.pagetable import PageTable
 
 
 def test_pmd_encoding_round_trips():

@@ -5,11 +5,11 @@ import multiprocessing
 
 from hypothesis import given, settings, strategies as st
 
-from lpw_mp.coordinator import Updater
-from lpw_mp.machine import Machine
-from lpw_mp.pagetable import PageTable
-from lpw_mp.strategies import STRATEGIES
-from lpw_mp.strategies.rcu import SLOT_STRIDE
+from lpw_mp.kernel.coordinator import Updater
+from lpw_mp.kernel.machine import Machine
+from lpw_mp.kernel.pagetable import PageTable
+from lpw_mp.kernel.strategies import STRATEGIES
+from lpw_mp.kernel.strategies.rcu import SLOT_STRIDE
 
 NSLOTS = 12
 CTX = multiprocessing.get_context("fork")

@@ -5,10 +5,10 @@ import pathlib
 
 import pytest
 
-from lpw_mp.cli import config_from_args, main
-from lpw_mp.reproduce import PUBLISHED, build_parser, compare_rows
-from lpw_mp.schemas import first_error
-from lpw_mp.strategies import STRATEGIES
+from lpw_mp.commands.cli import config_from_args, main
+from lpw_mp.commands.reproduce import PUBLISHED, build_parser, compare_rows
+from lpw_mp.results.schemas import first_error
+from lpw_mp.kernel.strategies import STRATEGIES
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from lpw_mp import resources
-from lpw_mp.config import ConfigError
-from lpw_mp.resources import Host, preflight, problems
+from lpw_mp.harness import resources
+from lpw_mp.harness.config import ConfigError
+from lpw_mp.harness.resources import Host, preflight, problems
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,9 +50,9 @@ def test_each_limit_refuses_a_run_that_does_not_fit(cfg, tight, cpus, message):
 #: they would inherit its heap (hypothesis, matplotlib), and their private memory with it.
 USS_PROBE = """
 import json, psutil
-from lpw_mp.config import Config
-from lpw_mp.emulator import Emulator
-from lpw_mp.walkers import measure_walkers
+from lpw_mp.harness.config import Config
+from lpw_mp.harness.emulator import Emulator
+from lpw_mp.harness.walkers import measure_walkers
 cfg = Config(cpus=8, memory=32 << 20, strategies=["count"], walk_rate=200.0,
              runs_dir="/tmp").validate()
 with Emulator(cfg, "count") as emu:

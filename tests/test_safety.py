@@ -6,10 +6,10 @@ import time
 import pytest
 
 from helpers import acquire, wait_for_phase, wait_until
-from lpw_mp import pagetable as ptm
-from lpw_mp.coordinator import PHASE_SERIALIZING, P_PHASE
-from lpw_mp.cpu import WalkHook
-from lpw_mp.emulator import Emulator
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel.coordinator import PHASE_SERIALIZING, P_PHASE
+from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.harness.emulator import Emulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,8 +90,8 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
     while none is caught. The safe half is deterministic: a correct protocol cannot produce a
     violation. The none half is a race; this workload yields about 150 violations per run,
     so a miss would mean the checker or the workload broke."""
-    from lpw_mp.report import annotate
-    from lpw_mp.runner import run
+    from lpw_mp.results.report import annotate
+    from lpw_mp.harness.runner import run
     c = cfg(strategies=["none", "ipi", "count", "percpu", "rcu"], **STRESS)
     result = annotate(run(c, argv=["test"]))
     assert result["status"] == "complete", result["errors"]

@@ -7,8 +7,8 @@ import json
 import jsonschema
 import pytest
 
-from lpw_mp import schemas
-from lpw_mp.cli import main
+from lpw_mp.results import schemas
+from lpw_mp.commands.cli import main
 from test_cli import assert_refused
 
 pytestmark = pytest.mark.timeout(90)

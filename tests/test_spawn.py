@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from lpw_mp import janitor as janitor_mod
+from lpw_mp.harness import janitor as janitor_mod
 
 from test_faults import THREE_LEGS, assert_nothing_left, child_named, cli_run, family, shm_entries
 
@@ -26,8 +26,8 @@ NAMES_DURING_AND_AFTER = """
 import json, os, sys
 sys.path.insert(0, "tests")
 from conftest import small_config
-from lpw_mp.emulator import Emulator
-from lpw_mp.janitor import semaphore_names
+from lpw_mp.harness.emulator import Emulator
+from lpw_mp.harness.janitor import semaphore_names
 
 def present(names):
     return sorted(n for n in names if os.path.exists("/dev/shm/sem." + n.lstrip("/")))

@@ -8,11 +8,11 @@ import sys
 
 import pytest
 
-from lpw_mp import resources
-from lpw_mp.cli import main
-from lpw_mp.fit import power_law
-from lpw_mp.resources import Host
-from lpw_mp.sweep import parse_vary, plan, sweep_bar
+from lpw_mp.harness import resources
+from lpw_mp.commands.cli import main
+from lpw_mp.results.fit import power_law
+from lpw_mp.harness.resources import Host
+from lpw_mp.commands.sweep import parse_vary, plan, sweep_bar
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)

@@ -3,11 +3,11 @@ summarised by histogram medians and compared with ipi's walker."""
 
 import pytest
 
-from lpw_mp.cpu import hist_bucket
-from lpw_mp.emulator import Emulator
-from lpw_mp.machine import HIST_BUCKETS, HIST_STEPS
-from lpw_mp.stats import hist_percentile
-from lpw_mp.walkers import compare_to_ipi, measure_walkers
+from lpw_mp.kernel.cpu import hist_bucket
+from lpw_mp.harness.emulator import Emulator
+from lpw_mp.kernel.machine import HIST_BUCKETS, HIST_STEPS
+from lpw_mp.results.stats import hist_percentile
+from lpw_mp.harness.walkers import compare_to_ipi, measure_walkers
 
 pytestmark = pytest.mark.timeout(60)
 

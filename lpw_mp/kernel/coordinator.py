@@ -9,9 +9,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from multiprocessing.sharedctypes import RawArray
 
-from lpw_mp import pagetable as ptm
-from lpw_mp.cpu import become_child
-from lpw_mp.machine import Aborted, WaitTimeout
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel.cpu import become_child
+from lpw_mp.kernel.machine import Aborted, WaitTimeout
 
 OPS = ("munmap", "split", "collapse", "mixed")
 

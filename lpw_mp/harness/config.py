@@ -5,10 +5,10 @@ import math
 import os
 from dataclasses import asdict, dataclass, field
 
-from lpw_mp import pagetable as ptm
-from lpw_mp.coordinator import OPS
-from lpw_mp.machine import CPUMASK_MODES
-from lpw_mp.strategies import STRATEGIES
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel.coordinator import OPS
+from lpw_mp.kernel.machine import CPUMASK_MODES
+from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.units import format_duration, format_size
 
 # Every numeric option's range (README, Options): counts and sizes bound what a run allocates

@@ -5,11 +5,11 @@ import signal
 import sys
 
 from lpw_mp import __version__
-from lpw_mp.emulator import Emulator, EmulatorError
-from lpw_mp.hostinfo import host_metadata
-from lpw_mp.stats import summarize
-from lpw_mp.strategies import STRATEGIES
-from lpw_mp.walkers import measure_walkers
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.harness.hostinfo import host_metadata
+from lpw_mp.results.stats import summarize
+from lpw_mp.kernel.strategies import STRATEGIES
+from lpw_mp.harness.walkers import measure_walkers
 
 FORMAT = "lpw_mp-result"
 FORMAT_VERSION = 1

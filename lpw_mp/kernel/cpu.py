@@ -13,14 +13,14 @@ import random
 import signal
 import time
 
-from lpw_mp import checker as chk
-from lpw_mp import pagetable as ptm
-from lpw_mp.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_START, FreezeHook,
+from lpw_mp.kernel import checker as chk
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_START, FreezeHook,
                           freeze_point)
-from lpw_mp.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS, NSTATS,
+from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS, NSTATS,
                             ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS, ST_RETRIES,
                             ST_WALK_NS, ST_WALKS, acquire_or_exit)
-from lpw_mp.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy
 
 PR_SET_PDEATHSIG = 1
 

@@ -1,10 +1,10 @@
 """Serialisation strategies, one module each; ``STRATEGIES`` maps a name to its class."""
 
-from lpw_mp.strategies.count import CountStrategy
-from lpw_mp.strategies.ipi import IPIStrategy
-from lpw_mp.strategies.none import NoneStrategy
-from lpw_mp.strategies.percpu import PerCPUStrategy
-from lpw_mp.strategies.rcu import RCUStrategy
+from lpw_mp.kernel.strategies.count import CountStrategy
+from lpw_mp.kernel.strategies.ipi import IPIStrategy
+from lpw_mp.kernel.strategies.none import NoneStrategy
+from lpw_mp.kernel.strategies.percpu import PerCPUStrategy
+from lpw_mp.kernel.strategies.rcu import RCUStrategy
 
 STRATEGIES = {cls.name: cls for cls in
               (IPIStrategy, CountStrategy, PerCPUStrategy, RCUStrategy, NoneStrategy)}

@@ -5,9 +5,9 @@ updater side is."""
 import time
 from multiprocessing.connection import wait
 
-from lpw_mp.emulator import EmulatorError
-from lpw_mp.machine import HIST_STEPS
-from lpw_mp.stats import hist_percentile
+from lpw_mp.harness.emulator import EmulatorError
+from lpw_mp.kernel.machine import HIST_STEPS
+from lpw_mp.results.stats import hist_percentile
 
 
 

@@ -19,17 +19,19 @@ import sys
 from tabulate import tabulate
 from tqdm import tqdm
 
-from lpw_mp import __version__, resources
-from lpw_mp.cli import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
+from lpw_mp import __version__
+
+from lpw_mp.harness import resources
+from lpw_mp.commands.cli import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
                         parse_float, parse_int)
-from lpw_mp.emulator import deferred_signals
-from lpw_mp.config import ConfigError
-from lpw_mp.fit import format_exponent, power_law
-from lpw_mp.hostinfo import host_metadata
-from lpw_mp.machine import CPUMASK_MODES
-from lpw_mp.progress import progress_factory
-from lpw_mp.report import annotate, exit_status, write_file, write_folder
-from lpw_mp.runner import Interrupted, now, run
+from lpw_mp.harness.emulator import deferred_signals
+from lpw_mp.harness.config import ConfigError
+from lpw_mp.results.fit import format_exponent, power_law
+from lpw_mp.harness.hostinfo import host_metadata
+from lpw_mp.kernel.machine import CPUMASK_MODES
+from lpw_mp.harness.progress import progress_factory
+from lpw_mp.results.report import annotate, exit_status, write_file, write_folder
+from lpw_mp.harness.runner import Interrupted, now, run
 from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
 
 FORMAT = "lpw_mp-sweep"

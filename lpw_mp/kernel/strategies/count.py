@@ -2,8 +2,8 @@
 
 from multiprocessing.sharedctypes import RawValue
 
-from lpw_mp.machine import DOING_LOCK, DOING_RUN, acquire_or_exit, smp_mb
-from lpw_mp.strategies.base import Strategy
+from lpw_mp.kernel.machine import DOING_LOCK, DOING_RUN, acquire_or_exit, smp_mb
+from lpw_mp.kernel.strategies.base import Strategy
 
 
 class LockHook:

@@ -8,7 +8,7 @@ pointer was in use: one violation.
 
 from multiprocessing.sharedctypes import RawArray, RawValue
 
-from lpw_mp.machine import acquire_or_exit
+from lpw_mp.kernel.machine import acquire_or_exit
 
 PTE_PAGE_REUSED = 1   # the PTE page was freed (and may be reused by another mapping)
 PMD_SLOT_REPURPOSED = 2  # the huge leaf the walker treats as a PTE was freed or turned into a table

@@ -10,15 +10,15 @@ import re
 import sys
 
 from lpw_mp import __version__
-from lpw_mp.config import Config, ConfigError, START_METHODS
-from lpw_mp.coordinator import OPS
-from lpw_mp.emulator import deferred_signals
-from lpw_mp.machine import CPUMASK_MODES
-from lpw_mp.progress import progress_factory
-from lpw_mp.report import annotate, exit_status, format_terminal, write_run
-from lpw_mp.resources import preflight
-from lpw_mp.runner import run
-from lpw_mp.strategies import STRATEGIES, parse_strategies
+from lpw_mp.harness.config import Config, ConfigError, START_METHODS
+from lpw_mp.kernel.coordinator import OPS
+from lpw_mp.harness.emulator import deferred_signals
+from lpw_mp.kernel.machine import CPUMASK_MODES
+from lpw_mp.harness.progress import progress_factory
+from lpw_mp.results.report import annotate, exit_status, format_terminal, write_run
+from lpw_mp.harness.resources import preflight
+from lpw_mp.harness.runner import run
+from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
 # parse_int and parse_float are imported from here by the subcommands.
 from lpw_mp.units import parse_duration, parse_float, parse_int, parse_size
 
@@ -183,10 +183,10 @@ def cmd_run(argv) -> int:
 #: Subcommands: name -> "module:function" taking argv (after the name) and returning a status.
 #: Without a subcommand, ``python -m lpw_mp [options]`` is ``run``.
 COMMANDS = {
-    "run": "lpw_mp.cli:cmd_run",
-    "reproduce": "lpw_mp.reproduce:main",
-    "sweep": "lpw_mp.sweep:main",
-    "compare": "lpw_mp.compare:main",
+    "run": "lpw_mp.commands.cli:cmd_run",
+    "reproduce": "lpw_mp.commands.reproduce:main",
+    "sweep": "lpw_mp.commands.sweep:main",
+    "compare": "lpw_mp.commands.compare:main",
 }
 
 

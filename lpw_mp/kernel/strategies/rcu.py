@@ -3,9 +3,9 @@
 import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
-from lpw_mp.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, freeze_point
-from lpw_mp.machine import DOING_LOCK, WaitTimeout, acquire_or_exit, smp_mb
-from lpw_mp.strategies.base import Strategy
+from lpw_mp.kernel.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, freeze_point
+from lpw_mp.kernel.machine import DOING_LOCK, WaitTimeout, acquire_or_exit, smp_mb
+from lpw_mp.kernel.strategies.base import Strategy
 
 SLOT_STRIDE = 8
 #: Pointers one mmu_gather batch page holds before it must be flushed (MAX_TABLE_BATCH on 4K).

@@ -11,11 +11,11 @@ import os
 
 from tabulate import tabulate
 
-from lpw_mp import schemas
-from lpw_mp.cli import PROG, Parser, UsageError
-from lpw_mp.config import Config
-from lpw_mp.runner import FORMAT, FORMAT_VERSION
-from lpw_mp.sweep import format_value
+from lpw_mp.results import schemas
+from lpw_mp.commands.cli import PROG, Parser, UsageError
+from lpw_mp.harness.config import Config
+from lpw_mp.harness.runner import FORMAT, FORMAT_VERSION
+from lpw_mp.commands.sweep import format_value
 from lpw_mp.units import format_duration
 
 #: Keys that follow from others (npmds from memory) or do not change a measurement.

@@ -11,9 +11,9 @@ import time
 
 from tabulate import tabulate
 
-from lpw_mp.stats import MIN_SAMPLES, P99_SAMPLES
+from lpw_mp.results.stats import MIN_SAMPLES, P99_SAMPLES
 from lpw_mp.units import format_duration
-from lpw_mp.walkers import compare_to_ipi
+from lpw_mp.harness.walkers import compare_to_ipi
 
 #: Above this many simulated CPUs per host core, latencies are mostly host scheduling.
 OVERSUBSCRIBED = 4.0

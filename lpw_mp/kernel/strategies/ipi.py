@@ -1,6 +1,6 @@
 """``ipi``: the baseline, an IPI broadcast for every THP."""
 
-from lpw_mp.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy
 
 
 class IPIStrategy(Strategy):

@@ -1,6 +1,6 @@
 """``none``: no serialisation at all, the unsafe control the safety checker must catch."""
 
-from lpw_mp.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy
 
 
 class NoneStrategy(Strategy):

@@ -24,15 +24,15 @@ from multiprocessing.connection import wait
 
 import psutil
 
-from lpw_mp.checker import SafetyChecker
-from lpw_mp.coordinator import (PHASE_SERIALIZING, PHASE_UNLINKED, P_DONE, P_PHASE, P_SLOT,
+from lpw_mp.kernel.checker import SafetyChecker
+from lpw_mp.kernel.coordinator import (PHASE_SERIALIZING, PHASE_UNLINKED, P_DONE, P_PHASE, P_SLOT,
                                 P_TOTAL, coordinator_main, new_progress)
-from lpw_mp.cpu import WalkHook, cpu_main
-from lpw_mp.janitor import Janitor
-from lpw_mp.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
+from lpw_mp.kernel.cpu import WalkHook, cpu_main
+from lpw_mp.harness.janitor import Janitor
+from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
                             HIST_BUCKETS, Machine)
-from lpw_mp.pagetable import PageTable
-from lpw_mp.strategies import STRATEGIES
+from lpw_mp.kernel.pagetable import PageTable
+from lpw_mp.kernel.strategies import STRATEGIES
 
 #: How long stopping processes may take at each step of the escalation.
 STOP_GRACE = 2.0

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from lpw_mp.config import ConfigError
-from lpw_mp.machine import HIST_BUCKETS, NSTATS
-from lpw_mp.pagetable import PageTable
+from lpw_mp.harness.config import ConfigError
+from lpw_mp.kernel.machine import HIST_BUCKETS, NSTATS
+from lpw_mp.kernel.pagetable import PageTable
 
 #: Memory one simulated CPU costs the host, with a margin: a fixed part plus a part that grows
 #: with the number of CPUs, because every process maps every CPU's semaphore (one kernel VMA

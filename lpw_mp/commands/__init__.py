@@ -1,0 +1,1 @@
+"""The command line: one module per subcommand, on top of the harness and results."""
