@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from lpw_mp.commands.cli import main
-from lpw_mp.results.report import exit_status, leg_warnings
+from lpw_mp.results.verdicts import exit_status, leg_warnings
 
 SMALL = ["--cpus", "4", "--memory", "32M", "--walker-time", "0.2"]
 

@@ -18,11 +18,12 @@ import psutil
 import pytest
 
 from helpers import acquire, wait_for_phase, wait_until
-from lpw_mp.results import report
+from lpw_mp.results import folders
 from lpw_mp.commands.cli import main
 from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
 from lpw_mp.kernel.cpu import WalkHook
-from lpw_mp.harness.emulator import Emulator, EmulatorError, deferred_signals
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies.count import LockHook
 
@@ -289,14 +290,14 @@ def rename_path(request, monkeypatch):
     """Both ways of refusing to replace a folder: renameat2(RENAME_NOREPLACE), and the
     exclusive mkdir used where the file system or libc has no renameat2."""
     if request.param == "mkdir":
-        monkeypatch.setattr(report, "_renameat2", None)
+        monkeypatch.setattr(folders, "_renameat2", None)
     return request.param
 
 
 @pytest.fixture
 def formats(monkeypatch):
     """Reports of these minimal results: only the writing is under test."""
-    monkeypatch.setattr(report, "format_markdown", lambda result: f"run {result['run_id']}\n")
+    monkeypatch.setattr(folders, "format_markdown", lambda result: f"run {result['run_id']}\n")
 
 
 def test_two_runs_in_the_same_second_get_different_folders(tmp_path, monkeypatch, rename_path,
@@ -304,10 +305,10 @@ def test_two_runs_in_the_same_second_get_different_folders(tmp_path, monkeypatch
     """Two runs that draw the same run id (same second, same random suffix) get different
     folders: the second draws again, and the first folder is left as it was."""
     ids = iter(["20260101-000000-aaaaaa", "20260101-000000-aaaaaa", "20260101-000000-bbbbbb"])
-    monkeypatch.setattr(report, "new_run_id", lambda: next(ids))
-    first = report.write_run(result_of(1), str(tmp_path))
+    monkeypatch.setattr(folders, "new_run_id", lambda: next(ids))
+    first = folders.write_run(result_of(1), str(tmp_path))
     before = (tmp_path / "20260101-000000-aaaaaa" / "result.json").read_text()
-    second = report.write_run(result_of(2), str(tmp_path))
+    second = folders.write_run(result_of(2), str(tmp_path))
     assert os.path.basename(first) == "20260101-000000-aaaaaa"
     assert os.path.basename(second) == "20260101-000000-bbbbbb"
     assert (tmp_path / "20260101-000000-aaaaaa" / "result.json").read_text() == before
@@ -317,9 +318,9 @@ def test_two_runs_in_the_same_second_get_different_folders(tmp_path, monkeypatch
 
 def test_two_runs_started_together_get_different_ids(tmp_path, monkeypatch, formats):
     """Two runs written in the same second get different run ids (the random suffix)."""
-    monkeypatch.setattr(report.time, "strftime", lambda fmt: "20260101-000000")
-    a = report.write_run(result_of(1), str(tmp_path))
-    b = report.write_run(result_of(2), str(tmp_path))
+    monkeypatch.setattr(folders.time, "strftime", lambda fmt: "20260101-000000")
+    a = folders.write_run(result_of(1), str(tmp_path))
+    b = folders.write_run(result_of(2), str(tmp_path))
     assert a != b
     assert all(re.fullmatch(r"20260101-000000-[0-9a-f]{6}", os.path.basename(f)) for f in (a, b))
 
@@ -335,7 +336,7 @@ def test_an_existing_folder_is_never_touched(tmp_path, rename_path, formats, exi
     inode = taken.stat().st_ino
     result = result_of(1)
     result["run_id"] = taken.name
-    folder = report.write_run(result, str(tmp_path))
+    folder = folders.write_run(result, str(tmp_path))
     assert os.path.basename(folder) == result["run_id"] != taken.name
     assert taken.stat().st_ino == inode
     assert sorted(os.listdir(taken)) == ([] if existing == "empty" else ["result.json"])
@@ -350,7 +351,7 @@ def test_a_report_that_fails_to_write_leaves_nothing_half_written(tmp_path, form
     result = result_of(1)
     result["bad"] = object()
     with pytest.raises(TypeError):
-        report.write_run(result, str(tmp_path))
+        folders.write_run(result, str(tmp_path))
     assert os.listdir(tmp_path) == []
 
 

@@ -26,14 +26,14 @@ COMMANDS = {
 #: Runs lpw_mp with a SIGTERM sent to itself in the middle of writing the result folder.
 SIGTERM_WHILE_WRITING = """
 import os, signal, sys
-from lpw_mp.results import report
+from lpw_mp.results import folders
 from lpw_mp.commands.cli import main
 
-real = report.write_file
+real = folders.write_file
 def write_file(path, text):
     os.kill(os.getpid(), signal.SIGTERM)
     real(path, text)
-report.write_file = write_file
+folders.write_file = write_file
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -90,7 +90,7 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
     while none is caught. The safe half is deterministic: a correct protocol cannot produce a
     violation. The none half is a race; this workload yields about 150 violations per run,
     so a miss would mean the checker or the workload broke."""
-    from lpw_mp.results.report import annotate
+    from lpw_mp.results.verdicts import annotate
     from lpw_mp.harness.runner import run
     c = cfg(strategies=["none", "ipi", "count", "percpu", "rcu"], **STRESS)
     result = annotate(run(c, argv=["test"]))

@@ -7,7 +7,8 @@ from lpw_mp.kernel.cpu import hist_bucket
 from lpw_mp.harness.emulator import Emulator
 from lpw_mp.kernel.machine import HIST_BUCKETS, HIST_STEPS
 from lpw_mp.results.stats import hist_percentile
-from lpw_mp.harness.walkers import compare_to_ipi, measure_walkers
+from lpw_mp.harness.walkers import measure_walkers
+from lpw_mp.results.verdicts import compare_to_ipi
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,7 +47,7 @@ def test_compare_to_ipi_reports_ratio_added_time_and_share():
     """The comparison divides medians, subtracts them, relates the addition to ipi's median
     IRQ-off window, and says when two medians are within one bucket of each other."""
     ipi = {"walks": 100, "begin_end_median_ns": 500.0, "begin_end_p99_ns": 2000.0,
-           "irq_off_median_ns": 25_000.0}
+           "irq_off_median_ns": 25_000.0, "hist_steps": HIST_STEPS}
     count = dict(ipi, begin_end_median_ns=1250.0, begin_end_p99_ns=80_000.0)
     rel = compare_to_ipi(count, ipi)
     assert rel["begin_end_ratio"] == pytest.approx(2.5)

@@ -12,10 +12,12 @@ import sys
 from lpw_mp import __version__
 from lpw_mp.harness.config import Config, ConfigError, START_METHODS
 from lpw_mp.kernel.coordinator import OPS
-from lpw_mp.harness.emulator import deferred_signals
+from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.harness.progress import progress_factory
-from lpw_mp.results.report import annotate, exit_status, format_terminal, write_run
+from lpw_mp.results.folders import write_run
+from lpw_mp.results.tables import format_terminal
+from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.resources import preflight
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies

@@ -12,9 +12,11 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from lpw_mp.commands.cli import PROG, Parser, UsageError, add_run_options, finish, parse_config
-from lpw_mp.harness.emulator import deferred_signals
+from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.progress import progress_factory
-from lpw_mp.results.report import annotate, exit_status, format_terminal, write_run
+from lpw_mp.results.folders import write_run
+from lpw_mp.results.tables import format_terminal
+from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.units import format_duration, format_size

@@ -24,14 +24,15 @@ from lpw_mp import __version__
 from lpw_mp.harness import resources
 from lpw_mp.commands.cli import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
                         parse_float, parse_int)
-from lpw_mp.harness.emulator import deferred_signals
+from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
 from lpw_mp.harness.config import ConfigError
 from lpw_mp.results.fit import format_exponent, power_law
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.harness.progress import progress_factory
-from lpw_mp.results.report import annotate, exit_status, write_file, write_folder
-from lpw_mp.harness.runner import Interrupted, now, run
+from lpw_mp.results.folders import write_file, write_folder
+from lpw_mp.results.verdicts import annotate, exit_status
+from lpw_mp.harness.runner import now, run
 from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
 
 FORMAT = "lpw_mp-sweep"
@@ -215,33 +216,28 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
         "points": [], "fits": [], "errors": [],
     }
 
-    def on_signal(signum, frame):
-        raise Interrupted(signum)
-
-    # runner.run handles signals during a point; these catch one between points.
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # runner.run handles signals during a point; interruptible catches one between points.
     outer = sweep_bar(len(points)) if show_progress else None
     try:
-        for values, cfg in points:
-            if outer is not None:
-                outer.set_postfix_str(point_label(values))
-            result = run(cfg, argv=sweep["command"],
-                         progress_factory=progress_factory(cfg) if show_progress else None)
-            annotate(result)
-            sweep["points"].append(_point_record(values, result))
-            if outer is not None:
-                outer.update(1)
-            if result["status"] == "interrupted":
-                sweep["status"], sweep["signal"] = "interrupted", result["signal"]
-                break
-            if result["status"] == "failed":
-                sweep["status"] = "failed"
-                sweep["errors"] += [f"{point_label(values)}: {e}" for e in result["errors"]]
+        with interruptible():
+            for values, cfg in points:
+                if outer is not None:
+                    outer.set_postfix_str(point_label(values))
+                result = run(cfg, argv=sweep["command"],
+                             progress_factory=progress_factory(cfg) if show_progress else None)
+                annotate(result)
+                sweep["points"].append(_point_record(values, result))
+                if outer is not None:
+                    outer.update(1)
+                if result["status"] == "interrupted":
+                    sweep["status"], sweep["signal"] = "interrupted", result["signal"]
+                    break
+                if result["status"] == "failed":
+                    sweep["status"] = "failed"
+                    sweep["errors"] += [f"{point_label(values)}: {e}" for e in result["errors"]]
     except Interrupted as exc:
         sweep["status"], sweep["signal"] = "interrupted", signal.Signals(exc.signum).name
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         if outer is not None:
             outer.close()
     if sweep["status"] == "interrupted":

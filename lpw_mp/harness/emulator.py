@@ -12,8 +12,6 @@ Every child is named after its role in ``/proc/PID/comm``, which ps and top show
 reads: ``<strategy>:cpu<N>`` for a simulated CPU, ``<strategy>:coord`` for the coordinator.
 """
 
-import contextlib
-import ctypes
 import multiprocessing
 import os
 import pickle
@@ -26,9 +24,11 @@ import psutil
 
 from lpw_mp.kernel.checker import SafetyChecker
 from lpw_mp.kernel.coordinator import (PHASE_SERIALIZING, PHASE_UNLINKED, P_DONE, P_PHASE, P_SLOT,
-                                P_TOTAL, coordinator_main, new_progress)
-from lpw_mp.kernel.cpu import WalkHook, cpu_main
+                                P_TOTAL, new_progress)
+from lpw_mp.harness.child import coordinator_main, cpu_main, run_named
 from lpw_mp.harness.janitor import Janitor
+from lpw_mp.harness.signals import deferred_signals
+from lpw_mp.kernel.cpu import WalkHook
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
                             HIST_BUCKETS, Machine)
 from lpw_mp.kernel.pagetable import PageTable
@@ -46,40 +46,10 @@ REAP_TIMEOUT = 2.0
 #: Upper bound on CPU start-up: the base plus a per-CPU allowance (fork is slow when loaded).
 READY_BASE, READY_PER_CPU = 30.0, 0.05
 
-PR_SET_NAME = 15
-_libc = ctypes.CDLL(None, use_errno=True)
 
 
 class EmulatorError(RuntimeError):
     """The emulated machine failed: a process died, could not start, or did not answer."""
-
-
-@contextlib.contextmanager
-def deferred_signals(signums=(signal.SIGINT, signal.SIGTERM)):
-    """Hold ``signums`` back for the length of the block, then deliver them to this process.
-
-    A handler that raises (the runner's, Python's KeyboardInterrupt) must not land between a
-    fork and the line that records the child, or halfway through a teardown. A child forked
-    inside the block inherits the recording handler until it installs its own."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread runs Python signal handlers
-        return
-    pending = []
-    previous = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum))
-                for signum in signums}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        for signum in dict.fromkeys(pending):
-            signal.raise_signal(signum)
-
-
-def _run_named(comm: str, target, *args) -> None:
-    """Entry point of every child: set its ``comm`` (at most 15 bytes), then run ``target``."""
-    _libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
-    target(*args)
 
 
 #: psutil's names for process states, with the letter ps shows.
@@ -157,7 +127,7 @@ class Emulator:
     # -- start --------------------------------------------------------------------------------
 
     def _fork(self, comm: str, target, *args):
-        proc = self.ctx.Process(target=_run_named, name=f"lpw_mp-{comm}", daemon=True,
+        proc = self.ctx.Process(target=run_named, name=f"lpw_mp-{comm}", daemon=True,
                                 args=(f"{self.strategy_name}:{comm}", target, *args))
         proc.start()
         return proc

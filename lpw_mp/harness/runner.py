@@ -6,6 +6,7 @@ import sys
 
 from lpw_mp import __version__
 from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.results.stats import summarize
 from lpw_mp.kernel.strategies import STRATEGIES
@@ -13,14 +14,6 @@ from lpw_mp.harness.walkers import measure_walkers
 
 FORMAT = "lpw_mp-result"
 FORMAT_VERSION = 1
-
-
-class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived; ``signum`` says which."""
-
-    def __init__(self, signum):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def now() -> str:
@@ -100,42 +93,30 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
         "legs": [], "errors": [],
     }
 
-    caught = []
-
-    def on_signal(signum, frame):
-        # Raise once; a second Ctrl-C must not interrupt the teardown the first one started.
-        caught.append(signum)
-        if len(caught) == 1:
-            raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, on_signal)
-    previous_int = signal.signal(signal.SIGINT, on_signal)
     started = []
     try:
-        for name in cfg.strategies:
-            started.append(name)
-            bar = progress_factory(name) if progress_factory else None
-            try:
-                result["legs"].append(run_strategy(cfg, name, bar))
-            except (EmulatorError, OSError, MemoryError) as exc:
-                # OSError, MemoryError: the host refused memory or a process; the legs that
-                # finished must still be reported.
-                error = (str(exc) if isinstance(exc, EmulatorError)
-                         else f"{type(exc).__name__}: {exc} under strategy {name}")
-                result["status"] = "failed"
-                result["errors"].append(error)
-                result["legs"].append(_leg_stub(name, "failed", error))
-                break
-            finally:
-                if bar is not None:
-                    bar(None, None)
+        with interruptible():
+            for name in cfg.strategies:
+                started.append(name)
+                bar = progress_factory(name) if progress_factory else None
+                try:
+                    result["legs"].append(run_strategy(cfg, name, bar))
+                except (EmulatorError, OSError, MemoryError) as exc:
+                    # OSError, MemoryError: the host refused memory or a process; the legs that
+                    # finished must still be reported.
+                    error = (str(exc) if isinstance(exc, EmulatorError)
+                             else f"{type(exc).__name__}: {exc} under strategy {name}")
+                    result["status"] = "failed"
+                    result["errors"].append(error)
+                    result["legs"].append(_leg_stub(name, "failed", error))
+                    break
+                finally:
+                    if bar is not None:
+                        bar(None, None)
     except Interrupted as exc:
         result["status"] = "interrupted"
         result["signal"] = signal.Signals(exc.signum).name
         result["errors"].append(f"interrupted by {result['signal']}")
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        signal.signal(signal.SIGINT, previous_int)
     done = {leg["strategy"] for leg in result["legs"]}
     for name in cfg.strategies:
         if name not in done:

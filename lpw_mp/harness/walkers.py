@@ -62,26 +62,6 @@ def measure_walkers(emu, seconds: float) -> dict:
         "irq_off_median_ns": hist_percentile(window, 50, HIST_STEPS),
         "irq_off_mean_ns": after["walk_ns"] / walks if walks else None,
         "begin_end_hist": cost,
+        # Buckets per doubling: how finely the medians above can tell two costs apart.
+        "hist_steps": HIST_STEPS,
     }
-
-
-#: Medians closer than one histogram bucket (a factor 2**(1/HIST_STEPS)) cannot be told apart.
-RESOLUTION = 2 ** (1 / HIST_STEPS)
-
-
-def compare_to_ipi(phase: dict, ipi_phase: dict) -> dict:
-    """Walker-side figures relative to ipi's, whose walker only sets and clears its IRQ flag:
-    the ratio of median begin/end costs, the median time added per walk, that addition as a
-    share of ipi's median IRQ-off window (the figure the 2026 per-CPU series quotes as about
-    3% of GUP-fast), and the ratio of p99s (where contention shows)."""
-    out = {"begin_end_ratio": None, "added_ns": None, "added_share": None, "p99_ratio": None,
-           "resolved": None}
-    if not (phase and ipi_phase and phase["walks"] and ipi_phase["walks"]):
-        return out
-    mine, base = phase["begin_end_median_ns"], ipi_phase["begin_end_median_ns"]
-    out["begin_end_ratio"] = mine / base
-    out["added_ns"] = mine - base
-    out["added_share"] = out["added_ns"] / ipi_phase["irq_off_median_ns"]
-    out["p99_ratio"] = phase["begin_end_p99_ns"] / ipi_phase["begin_end_p99_ns"]
-    out["resolved"] = not (1 / RESOLUTION < out["begin_end_ratio"] < RESOLUTION)
-    return out

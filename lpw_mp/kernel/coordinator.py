@@ -2,16 +2,13 @@
 ``__split_huge_pmd``, khugepaged's ``collapse_huge_page``), serialising against lockless
 walkers with the strategy under test before every destructive step."""
 
-import os
-import pickle
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
-from lpw_mp.kernel.cpu import become_child
-from lpw_mp.kernel.machine import Aborted, WaitTimeout
+from lpw_mp.kernel.machine import Aborted
 
 OPS = ("munmap", "split", "collapse", "mixed")
 
@@ -190,27 +187,3 @@ class Updater:
             self.progress[P_DONE] += 1
 
 
-def send_result(conn, outcome: dict) -> None:
-    """Write ``outcome`` to the parent as raw pickled bytes and close: the parent reads them
-    without ever blocking, so a coordinator stopped halfway through cannot hang it."""
-    data = memoryview(pickle.dumps(outcome))
-    fd = conn.fileno()
-    while data:
-        data = data[os.write(fd, data):]
-    conn.close()
-
-
-def coordinator_main(parent_pid, conn, go, machine, table, strategy, timeout, progress, op,
-                     slots, mixed_ops, seed) -> None:
-    """Entry point of the coordinator process: waits for ``go``, runs, sends its result."""
-    become_child(parent_pid)
-    up = Updater(machine, table, strategy, timeout, progress)
-    go.acquire()
-    try:
-        stats = up.run(op, slots, mixed_ops, seed)
-        outcome = {"status": "ok", "stats": asdict(stats)}
-    except (WaitTimeout, Aborted) as exc:
-        up.stats.wall_s = 0.0
-        outcome = {"status": "error", "error": str(exc), "stats": asdict(up.stats),
-                   "cpus": getattr(exc, "cpus", None)}
-    send_result(conn, outcome)

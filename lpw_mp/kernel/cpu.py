@@ -5,12 +5,8 @@ due or an IPI arrives; then walk with IRQs disabled. It never acknowledges an IP
 flag is set, because the only place it runs handlers is the IRQs-enabled part of the loop.
 """
 
-import ctypes
-import gc
 import math
-import os
 import random
-import signal
 import time
 
 from lpw_mp.kernel import checker as chk
@@ -21,28 +17,6 @@ from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKET
                             ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS, ST_RETRIES,
                             ST_WALK_NS, ST_WALKS, acquire_or_exit)
 from lpw_mp.kernel.strategies.base import Strategy
-
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask the kernel to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``)."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: fall back on the parent-pid check below
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def become_child(parent_pid: int) -> None:
-    """Common start of every process the emulator forks."""
-    die_with_parent(parent_pid)
-    # Ctrl-C goes to the whole process group; only the parent decides what it means.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
 
 def hist_bucket(ns: int) -> int:
     return min(HIST_BUCKETS - 1, int(math.log2(ns) * HIST_STEPS)) if ns > 0 else 0
@@ -228,9 +202,3 @@ class SimulatedCPU:
             next_walk = max(next_walk, monotonic() - 1.0 / rate) + rng.expovariate(rate)
 
 
-def cpu_main(parent_pid, *args, **kwargs) -> None:
-    """Entry point of a CPU process."""
-    become_child(parent_pid)
-    # The loop makes no reference cycles; a collection would only dirty copy-on-write pages.
-    gc.disable()
-    SimulatedCPU(*args, **kwargs).run()

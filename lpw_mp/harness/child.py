@@ -1,0 +1,77 @@
+"""What runs first in every child process of a machine: its name in ``ps``, death with the
+parent, signal dispositions, and the entry points of a simulated CPU and of the coordinator.
+The kernel layer's ``SimulatedCPU`` and ``Updater`` run inside them."""
+
+import ctypes
+import gc
+import os
+import pickle
+import signal
+from dataclasses import asdict
+
+from lpw_mp.kernel.coordinator import Updater
+from lpw_mp.kernel.cpu import SimulatedCPU
+from lpw_mp.kernel.machine import Aborted, WaitTimeout
+
+PR_SET_NAME = 15
+_libc = ctypes.CDLL(None, use_errno=True)
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (``PR_SET_PDEATHSIG``)."""
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: fall back on the parent-pid check below
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def become_child(parent_pid: int) -> None:
+    """Common start of every process the emulator forks."""
+    die_with_parent(parent_pid)
+    # Ctrl-C goes to the whole process group; only the parent decides what it means.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def run_named(comm: str, target, *args) -> None:
+    """Entry point of every child: set its ``comm`` (at most 15 bytes), then run ``target``."""
+    _libc.prctl(PR_SET_NAME, comm.encode()[:15], 0, 0, 0)
+    target(*args)
+
+
+def cpu_main(parent_pid, *args, **kwargs) -> None:
+    """Entry point of a CPU process."""
+    become_child(parent_pid)
+    # The loop makes no reference cycles; a collection would only dirty copy-on-write pages.
+    gc.disable()
+    SimulatedCPU(*args, **kwargs).run()
+
+
+def send_result(conn, outcome: dict) -> None:
+    """Write ``outcome`` to the parent as raw pickled bytes and close: the parent reads them
+    without ever blocking, so a coordinator stopped halfway through cannot hang it."""
+    data = memoryview(pickle.dumps(outcome))
+    fd = conn.fileno()
+    while data:
+        data = data[os.write(fd, data):]
+    conn.close()
+
+
+def coordinator_main(parent_pid, conn, go, machine, table, strategy, timeout, progress, op,
+                     slots, mixed_ops, seed) -> None:
+    """Entry point of the coordinator process: waits for ``go``, runs, sends its result."""
+    become_child(parent_pid)
+    up = Updater(machine, table, strategy, timeout, progress)
+    go.acquire()
+    try:
+        stats = up.run(op, slots, mixed_ops, seed)
+        outcome = {"status": "ok", "stats": asdict(stats)}
+    except (WaitTimeout, Aborted) as exc:
+        up.stats.wall_s = 0.0
+        outcome = {"status": "error", "error": str(exc), "stats": asdict(up.stats),
+                   "cpus": getattr(exc, "cpus", None)}
+    send_result(conn, outcome)

@@ -1,0 +1,116 @@
+"""Judging a result: the safety verdict, the reasons not to trust a figure (pyperf-style
+warnings), the walker side against ipi's, and the exit status."""
+
+from lpw_mp.results.stats import MIN_SAMPLES, P99_SAMPLES
+from lpw_mp.units import format_duration
+
+#: Above this many simulated CPUs per host core, latencies are mostly host scheduling.
+OVERSUBSCRIBED = 4.0
+#: Coefficient of variation of IPI rounds above which the median is called unstable.
+UNSTABLE_CV = 0.5
+#: Walks during the operation below this share of those asked for are flagged.
+SHORTFALL = 0.5
+
+
+def safety_verdict(leg: dict) -> str:
+    """``ok``, ``VIOLATED`` (a safe strategy let a walker use freed memory: an emulator bug),
+    ``caught`` (the unsafe control was caught, as it should be) or ``not caught``."""
+    total = leg["violations"]["total"]
+    if leg["safe"]:
+        return "VIOLATED" if total else "ok"
+    return "caught" if total else "not caught"
+
+
+def leg_warnings(leg: dict, host: dict, config: dict) -> list:
+    """Reasons, pyperf-style, not to trust a leg's figures."""
+    out = []
+    rounds = leg["ipi_round_s"]
+    if 0 < rounds["n"] < MIN_SAMPLES:
+        out.append(f"only {rounds['n']} IPI rounds: the median is not reliable")
+    elif MIN_SAMPLES <= rounds["n"] < P99_SAMPLES:
+        out.append(f"p99 of only {rounds['n']} IPI rounds: it rests on one or two samples")
+    if rounds["n"] >= MIN_SAMPLES and rounds["cv"] > UNSTABLE_CV:
+        out.append(f"IPI round latency is unstable (coefficient of variation {rounds['cv']:.2f})")
+    walker = leg.get("walker_side")
+    if walker is not None and walker["walks"] < MIN_SAMPLES:
+        out.append(f"only {walker['walks']} walks in {walker['seconds']:.1f} s of walker phase: "
+                   f"walker-side figures are not reliable (raise --walker-time or --walk-rate)")
+    rate = config["walk_rate"]
+    late = leg["walk_lateness_s"]
+    if rate and late is not None and late > max(1.0 / rate, 0.005):
+        out.append(f"walks started {format_duration(late)} late on average: the host could not "
+                   f"keep up with --walk-rate {rate:g}")
+    # Walks are drawn at --walk-rate but only start when the host runs the CPU: on a busy host
+    # the updater then met far fewer walks than the figures are said to be for.
+    wall, active = leg["wall_s"], config["active_cpus"]
+    expected = rate * wall * active if wall and active else 0
+    if expected >= MIN_SAMPLES and leg["walks"] < expected * SHORTFALL:
+        out.append(f"walks ran at {leg['walks'] / wall / active:.3g}/s per CPU during the "
+                   f"{config['op']}, under {SHORTFALL:.0%} of the {rate:g}/s asked "
+                   f"(--walk-rate): the host could not keep up, so the updater met fewer "
+                   f"walks than asked")
+    if leg["pool_exhausted"]:
+        out.append(f"{leg['pool_exhausted']} splits skipped: the PTE page pool ran out")
+    if safety_verdict(leg) == "not caught":
+        out.append("the unsafe control was not caught: the workload did not hit the race "
+                   "(see README, 'Catching the race')")
+    return out
+
+
+def run_warnings(result: dict) -> list:
+    host, out = result["host"], []
+    if host["oversubscription"] > OVERSUBSCRIBED:
+        out.append(f"{host['oversubscription']:g} simulated CPUs per host core: latencies include "
+                   f"host scheduling delay, not only the emulated protocol")
+    load = host.get("load_average")
+    if load and load[0] > host["usable_cores"]:
+        out.append(f"the host was already busy (load average {load[0]:.1f} on "
+                   f"{host['usable_cores']} cores) when the run started")
+    return out
+
+
+def annotate(result: dict) -> dict:
+    """Add the safety verdicts, warnings and walker-side ratios to ``result`` in place."""
+    legs_ok = [leg for leg in result["legs"] if leg.get("status") == "ok"]
+    base = next((leg for leg in legs_ok if leg["strategy"] == "ipi"), None)
+    for leg in legs_ok:
+        leg["safety"] = safety_verdict(leg)
+        leg["warnings"] = leg_warnings(leg, result["host"], result["config"])
+        leg["walker_vs_ipi"] = compare_to_ipi(leg.get("walker_side"),
+                                              base.get("walker_side") if base else None)
+        if base and base["wall_s"] and leg["wall_s"]:
+            leg["speedup_vs_ipi"] = base["wall_s"] / leg["wall_s"]
+    result["warnings"] = run_warnings(result)
+    result["unsafe_violations"] = sum(leg["violations"]["total"] for leg in legs_ok
+                                      if leg["safe"])
+    return result
+
+
+def exit_status(result: dict) -> int:
+    """0: all legs ran and every safe strategy was safe; 1: a leg failed or a safe strategy
+    let a walker use freed memory; 128+N: interrupted by signal N."""
+    if result["status"] == "interrupted":
+        return 130 if result.get("signal") == "SIGINT" else 143
+    if result["status"] == "failed" or result.get("unsafe_violations"):
+        return 1
+    return 0
+
+
+def compare_to_ipi(phase: dict, ipi_phase: dict) -> dict:
+    """Walker-side figures relative to ipi's, whose walker only sets and clears its IRQ flag:
+    the ratio of median begin/end costs, the median time added per walk, that addition as a
+    share of ipi's median IRQ-off window (the figure the 2026 per-CPU series quotes as about
+    3% of GUP-fast), and the ratio of p99s (where contention shows)."""
+    out = {"begin_end_ratio": None, "added_ns": None, "added_share": None, "p99_ratio": None,
+           "resolved": None}
+    if not (phase and ipi_phase and phase["walks"] and ipi_phase["walks"]):
+        return out
+    mine, base = phase["begin_end_median_ns"], ipi_phase["begin_end_median_ns"]
+    out["begin_end_ratio"] = mine / base
+    out["added_ns"] = mine - base
+    out["added_share"] = out["added_ns"] / ipi_phase["irq_off_median_ns"]
+    out["p99_ratio"] = phase["begin_end_p99_ns"] / ipi_phase["begin_end_p99_ns"]
+    # Medians closer than one histogram bucket (a factor 2**(1/steps)) cannot be told apart.
+    resolution = 2 ** (1 / ipi_phase["hist_steps"])
+    out["resolved"] = not (1 / resolution < out["begin_end_ratio"] < resolution)
+    return out
