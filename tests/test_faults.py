@@ -360,7 +360,7 @@ def test_a_run_folder_that_cannot_be_written_prints_the_result(tmp_path, monkeyp
     stdout rather than lost, with the error on stderr and exit status 1."""
     def full(result, runs_dir):
         raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr("lpw_mp.commands.cli.write_run", full)
+    monkeypatch.setattr("lpw_mp.commands.run.write_run", full)
     code = main(["--cpus", "2", "--memory", "8M", "--walker-time", "0", "--runs-dir",
                  str(tmp_path), "--quiet"])
     captured = capsys.readouterr()

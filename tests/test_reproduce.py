@@ -5,7 +5,8 @@ import pathlib
 
 import pytest
 
-from lpw_mp.commands.cli import config_from_args, main
+from lpw_mp.commands.cli import main
+from lpw_mp.commands.shell import config_from_args
 from lpw_mp.commands.reproduce import PUBLISHED, build_parser, compare_rows
 from lpw_mp.results.schemas import first_error
 from lpw_mp.kernel.strategies import STRATEGIES

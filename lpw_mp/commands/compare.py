@@ -12,7 +12,7 @@ import os
 from tabulate import tabulate
 
 from lpw_mp.results import schemas
-from lpw_mp.commands.cli import PROG, Parser, UsageError
+from lpw_mp.commands.shell import PROG, Parser, UsageError
 from lpw_mp.harness.config import Config
 from lpw_mp.harness.runner import FORMAT, FORMAT_VERSION
 from lpw_mp.commands.sweep import format_value

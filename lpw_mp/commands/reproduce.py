@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.commands.cli import PROG, Parser, UsageError, add_run_options, finish, parse_config
+from lpw_mp.commands.shell import PROG, Parser, UsageError, add_run_options, finish, parse_config
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.progress import progress_factory
 from lpw_mp.results.folders import write_run

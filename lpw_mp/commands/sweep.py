@@ -22,7 +22,7 @@ from tqdm import tqdm
 from lpw_mp import __version__
 
 from lpw_mp.harness import resources
-from lpw_mp.commands.cli import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
+from lpw_mp.commands.shell import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
                         parse_float, parse_int)
 from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
 from lpw_mp.harness.config import ConfigError

@@ -1,0 +1,36 @@
+"""``python -m lpw_mp [run] [options]``: every strategy on the same workload, a report."""
+
+import argparse
+
+from lpw_mp import __version__
+from lpw_mp.commands.shell import PROG, Parser, add_run_options, finish, parse_config
+from lpw_mp.harness.progress import progress_factory
+from lpw_mp.harness.runner import run
+from lpw_mp.harness.signals import deferred_signals
+from lpw_mp.results.folders import write_run
+from lpw_mp.results.tables import format_terminal
+from lpw_mp.results.verdicts import annotate, exit_status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=f"python -m {PROG}",
+               description="Emulate powerpc lockless page-table walks on real processes and "
+                           "measure what each serialisation strategy costs.")
+    p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    add_run_options(p)
+    return p
+
+
+def main(argv) -> int:
+    args, cfg = parse_config(build_parser(), argv)
+    show_progress = not (args.quiet or args.json)
+    # Signals during the run are the runner's (they end it with an interrupted result); any
+    # that arrive after it are held back until the result is written and printed.
+    with deferred_signals():
+        result = run(cfg, argv=[f"python -m {PROG}", *argv],
+                     progress_factory=progress_factory(cfg) if show_progress else None)
+        annotate(result)
+        return finish(args, result, lambda doc: write_run(doc, cfg.runs_dir),
+                      lambda folder: format_terminal(result) + f"\n\nreport: {folder}/report.md"
+                                                             f"  result: {folder}/result.json",
+                      exit_status)

@@ -1,0 +1,152 @@
+"""What every command shares: the one-line usage error, the parser, the options of a run and
+their validation against the host, and ``finish``, the one end of every command that writes a
+result. Every usage error is one line on stderr and exit status 2, before anything is started
+or written."""
+
+import argparse
+import json
+import re
+import sys
+
+from lpw_mp.harness.config import Config, ConfigError, START_METHODS
+from lpw_mp.harness.resources import preflight
+from lpw_mp.kernel.coordinator import OPS
+from lpw_mp.kernel.machine import CPUMASK_MODES
+from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
+# parse_int and parse_float are imported from here by the subcommands.
+from lpw_mp.units import parse_duration, parse_float, parse_int, parse_size
+
+PROG = "lpw_mp"
+
+
+class UsageError(Exception):
+    """Bad command line: reported on one line, exit status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # argparse takes "-inf" (and "-1e3") for an option unless it looks like a negative
+        # number; let every signed number reach the option's own check and message.
+        self._negative_number_matcher = re.compile(
+            r"^-(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?$|^-(?:inf|infinity|nan)$",
+            re.IGNORECASE)
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _typed(fn, what):
+    def convert(text):
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = what
+    return convert
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    d = Config()
+    p.add_argument("--cpus", type=_typed(parse_int, "cpus"), default=d.cpus,
+                   help=f"simulated CPUs, one OS process each (default {d.cpus})")
+    p.add_argument("--memory", type=_typed(parse_size, "size"), default=d.memory,
+                   help="size of the THP-mapped region, K/M/G/T suffixes (default 8G)")
+    p.add_argument("--thp-size", type=_typed(parse_size, "size"), default=d.thp_size,
+                   help="THP (PMD) size, a power of two (default 2M)")
+    p.add_argument("--strategy", type=_typed(parse_strategies, "strategy"),
+                   default=d.strategies, dest="strategies",
+                   help=f"comma-separated list from {', '.join(STRATEGIES)}, or all "
+                        f"(default {','.join(d.strategies)})")
+    p.add_argument("--op", choices=OPS, default=d.op,
+                   help="operation the coordinator performs over the region (default munmap)")
+    p.add_argument("--ops", type=_typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
+                   help="operations for --op mixed (default: one per THP)")
+    p.add_argument("--walk-rate", type=_typed(parse_float, "rate"), default=d.walk_rate,
+                   help=f"lockless walks per second per active CPU (default {d.walk_rate:g}: "
+                        f"a lightly loaded guest)")
+    p.add_argument("--walk-window", type=_typed(parse_duration, "duration"),
+                   default=d.walk_window,
+                   help="how long IRQs stay off per walk, e.g. 20us, 1ms (default 20us)")
+    p.add_argument("--pte-fraction", type=_typed(parse_float, "fraction"), default=d.pte_fraction,
+                   help=f"fraction of THP slots mapped by a PTE page (default {d.pte_fraction})")
+    p.add_argument("--cpumask", choices=CPUMASK_MODES, default=d.cpumask,
+                   help="mm_cpumask maintenance: sticky (powerpc < v5.12), trim (v5.12), "
+                        "accurate (x86) (default sticky)")
+    p.add_argument("--active-fraction", type=_typed(parse_float, "fraction"),
+                   default=d.active_fraction,
+                   help="fraction of CPUs running the process; the rest are idle (default 1)")
+    p.add_argument("--walker-time", type=_typed(parse_duration, "duration"),
+                   default=d.walker_time,
+                   help="per strategy, how long the CPUs walk with no updater running to "
+                        "measure the walker-side cost (default 1s; 0 skips it)")
+    p.add_argument("--seed", type=_typed(parse_int, "seed"), default=d.seed,
+                   help="seed of the page-table layout and the walk addresses")
+    p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),
+                   default=d.ipi_timeout,
+                   help="bound on every wait: a CPU that does not acknowledge an IPI or pass "
+                        "a quiescent state, a lock not released, or a coordinator that makes "
+                        "no progress within this ends the run, naming the culprit "
+                        "(default 10s, 10ms to 1h)")
+    p.add_argument("--start-method", choices=START_METHODS, default=d.start_method,
+                   help="multiprocessing start method (default fork)")
+    p.add_argument("--runs-dir", default=d.runs_dir,
+                   help="where run folders are written (default runs/)")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--quiet", "-q", action="store_true",
+                     help="print only the path of the run folder")
+    out.add_argument("--json", action="store_true",
+                     help="print the result as JSON instead of a table")
+
+
+def config_from_args(args) -> Config:
+    cfg = Config()
+    for name in vars(cfg):
+        if hasattr(args, name):
+            setattr(cfg, name, getattr(args, name))
+    return cfg.validate()
+
+
+def parse_config(parser, argv):
+    """``(args, Config)`` from ``argv``, validated and checked against the host's limits: a
+    bad value, or a run the host cannot start, is a UsageError before anything runs."""
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        preflight(cfg)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return args, cfg
+
+
+def print_outcome(args, document: dict, folder: str, text: str) -> None:
+    """Print what --json, --quiet or neither asks for: the document, the folder or ``text``."""
+    if args.json:
+        print(json.dumps(document, indent=2))
+    else:
+        print(folder if args.quiet else text)
+
+
+def finish(args, document: dict, write, render, status) -> int:
+    """The end of every command that produces a result: write its folder with ``write(document)``
+    (returning the folder), print what ``args`` asks for (``render(folder)`` is the text), and
+    return the exit status ``status(document)``.
+
+    Run it inside ``deferred_signals()``: a Ctrl-C or SIGTERM that arrives now is delivered
+    only once the folder is written and its path printed, so an interrupted command always
+    says where its result is. A folder that cannot be written (disk full, folder removed)
+    costs the folder, not the result: the document is printed as JSON and the status is 1."""
+    try:
+        folder = write(document)
+    except OSError as exc:
+        folder = None
+        print(f"{PROG}: error: could not write a run folder in {args.runs_dir}: {exc}",
+              file=sys.stderr)
+    if folder is None:
+        print(json.dumps(document, indent=2))
+    else:
+        print_outcome(args, document, folder, render(folder))
+    sys.stdout.flush()
+    return status(document) if folder else max(status(document), 1)
+
+
