@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lpw_mp.commands.cli import main
+from lpw_mp.commands.cli import COMMANDS, main
 from lpw_mp.results.verdicts import exit_status, leg_warnings
 
 SMALL = ["--cpus", "4", "--memory", "32M", "--walker-time", "0.2"]
@@ -87,7 +87,9 @@ BAD = [
     (["--start-method", "forkserver"], "invalid choice"),
     (["--quiet", "--json"], "not allowed with"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-    (["stray"], "unrecognized arguments: stray"),
+    (["stray"], "unknown command 'stray' (choose from run, reproduce, sweep, compare)"),
+    (["--cpus", "4", "stray"], "unrecognized arguments: stray"),
+    (["run", "stray"], "unrecognized arguments: stray"),
     (["--memory", "4T", "--pte-fraction", "1", "--thp-size", "64M"], "PTE page pool"),
     # Every count has an upper bound, and a number too long for any bound is refused as such.
     (["--op", "mixed", "--ops", "100000000000000"],
@@ -276,3 +278,39 @@ def test_a_walk_rate_far_below_the_asked_one_is_flagged(walks, wall_s, rate, act
                          f"munmap, under 50% of the {rate:g}/s asked (--walk-rate): the host "
                          f"could not keep up, so the updater met fewer walks than asked"]
                         if flagged else [])
+
+
+def test_help_lists_every_command_with_its_summary(capsys):
+    """Top-level --help names every subcommand beside a one-line summary."""
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    for name, module in COMMANDS.items():
+        assert f"{name} {' '.join(module.SUMMARY.split())}" in out
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["bogus"], "unknown command 'bogus' (choose from run, reproduce, sweep, compare)"),
+    (["swep", "--vary", "cpus=2"], "unknown command 'swep'; did you mean 'sweep'?"),
+    (["comapre"], "unknown command 'comapre'; did you mean 'compare'?"),
+])
+def test_an_unknown_command_is_one_line_with_a_suggestion(capsys, argv, message):
+    """A word that names no command is one line, with the closest command if one is close,
+    exit status 2."""
+    assert main(argv) == 2
+    assert capsys.readouterr().err == f"lpw_mp: error: {message}\n"
+
+
+@pytest.mark.parametrize("how,prog", [
+    ([sys.executable, "-m", "lpw_mp"], "python -m lpw_mp"),
+    ([os.path.join(os.path.dirname(sys.executable), "lpw_mp")], "lpw_mp"),
+])
+def test_usage_names_the_program_as_it_was_invoked(how, prog):
+    """Usage lines follow how lpw_mp was started: as a module or as the installed script,
+    for the top level and for a subcommand."""
+    for words, usage in (([], f"usage: {prog} "), (["sweep"], f"usage: {prog} sweep ")):
+        proc = subprocess.run([*how, *words, "--help"], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.startswith(usage), proc.stdout

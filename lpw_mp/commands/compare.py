@@ -12,11 +12,13 @@ import os
 from tabulate import tabulate
 
 from lpw_mp.results import schemas
-from lpw_mp.commands.shell import PROG, Parser, UsageError
+from lpw_mp.commands.shell import Parser, UsageError, invoked_as
 from lpw_mp.harness.config import Config
 from lpw_mp.harness.runner import FORMAT, FORMAT_VERSION
 from lpw_mp.commands.sweep import format_value
 from lpw_mp.units import format_duration
+
+SUMMARY = "set runs side by side, each figure as a ratio to the first"
 
 #: Keys that follow from others (npmds from memory) or do not change a measurement.
 IGNORED_KEYS = {"npmds", "memory_h", "thp_size_h", "active_cpus", "runs_dir", "strategies"}
@@ -156,7 +158,7 @@ def legend(results: list, vary: list) -> list:
 
 def build_parser() -> Parser:
     keys = [k for k in vars(Config()) if k not in IGNORED_KEYS]
-    p = Parser(prog=f"python -m {PROG} compare",
+    p = Parser(prog=f"{invoked_as()} compare",
                description="Show runs side by side, per strategy, with the ratio of each to "
                            "the first.")
     p.add_argument("runs", nargs="+", metavar="RUN",

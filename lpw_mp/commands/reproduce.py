@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.commands.shell import PROG, Parser, UsageError, add_run_options, finish, parse_config
+from lpw_mp.commands.shell import (Parser, UsageError, add_run_options, finish, invoked_as,
+                                  parse_config)
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.progress import progress_factory
 from lpw_mp.results.folders import write_run
@@ -20,6 +21,8 @@ from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.units import format_duration, format_size
+
+SUMMARY = "the seed's scenario (128 CPUs, 496G) beside the published figures"
 
 #: The seed's scenario (v5 cover letter): the published figures were measured on this.
 SEED = {"cpus": 128, "memory": 496 << 30, "thp_size": 2 << 20, "op": "munmap",
@@ -61,7 +64,7 @@ def _before(series: str) -> Published:
 # -- the command line ------------------------------------------------------------------------
 
 def build_parser() -> Parser:
-    p = Parser(prog=f"python -m {PROG} reproduce",
+    p = Parser(prog=f"{invoked_as()} reproduce",
                description="Run the seed's scenario (128 CPUs, 496G of 2M THPs, munmap, every "
                            "strategy) and print it beside the published figures. Any run "
                            "option overrides the preset.")
@@ -259,7 +262,7 @@ def main(argv) -> int:
     args, cfg = config(argv)
     show_progress = not (args.quiet or args.json)
     with deferred_signals():
-        result = run(cfg, argv=[f"python -m {PROG} reproduce", *argv],
+        result = run(cfg, argv=[f"{invoked_as()} reproduce", *argv],
                      progress_factory=progress_factory(cfg) if show_progress else None)
         annotate(result)
         result["reproduce"] = reproduce_section(result, args.preset)

@@ -3,7 +3,7 @@
 import argparse
 
 from lpw_mp import __version__
-from lpw_mp.commands.shell import PROG, Parser, add_run_options, finish, parse_config
+from lpw_mp.commands.shell import PROG, Parser, invoked_as, add_run_options, finish, parse_config
 from lpw_mp.harness.progress import progress_factory
 from lpw_mp.harness.runner import run
 from lpw_mp.harness.signals import deferred_signals
@@ -11,9 +11,11 @@ from lpw_mp.results.folders import write_run
 from lpw_mp.results.tables import format_terminal
 from lpw_mp.results.verdicts import annotate, exit_status
 
+SUMMARY = "run every strategy on one workload and write a report (the default)"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog=f"python -m {PROG}",
+    p = Parser(prog=f"{invoked_as()} run",
                description="Emulate powerpc lockless page-table walks on real processes and "
                            "measure what each serialisation strategy costs.")
     p.add_argument("--version", action="version", version=f"{PROG} {__version__}")
@@ -27,7 +29,7 @@ def main(argv) -> int:
     # Signals during the run are the runner's (they end it with an interrupted result); any
     # that arrive after it are held back until the result is written and printed.
     with deferred_signals():
-        result = run(cfg, argv=[f"python -m {PROG}", *argv],
+        result = run(cfg, argv=[invoked_as(), *argv],
                      progress_factory=progress_factory(cfg) if show_progress else None)
         annotate(result)
         return finish(args, result, lambda doc: write_run(doc, cfg.runs_dir),

@@ -5,6 +5,7 @@ or written."""
 
 import argparse
 import json
+import os
 import re
 import sys
 
@@ -17,6 +18,13 @@ from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
 from lpw_mp.units import parse_duration, parse_float, parse_int, parse_size
 
 PROG = "lpw_mp"
+
+
+def invoked_as() -> str:
+    """How the user started lpw_mp, for usage lines and the recorded command: the installed
+    ``lpw_mp`` script, or ``python -m lpw_mp`` (anything else, a test runner say)."""
+    argv0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    return argv0 if argv0 == PROG else f"python -m {PROG}"
 
 
 class UsageError(Exception):

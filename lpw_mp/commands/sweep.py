@@ -22,8 +22,8 @@ from tqdm import tqdm
 from lpw_mp import __version__
 
 from lpw_mp.harness import resources
-from lpw_mp.commands.shell import (PROG, Parser, UsageError, add_run_options, finish, parse_config,
-                        parse_float, parse_int)
+from lpw_mp.commands.shell import (PROG, Parser, UsageError, add_run_options, finish,
+                                  invoked_as, parse_config, parse_float, parse_int)
 from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
 from lpw_mp.harness.config import ConfigError
 from lpw_mp.results.fit import format_exponent, power_law
@@ -34,6 +34,8 @@ from lpw_mp.results.folders import write_file, write_folder
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import now, run
 from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
+
+SUMMARY = "run the strategies over one or two varied parameters, with fits and a plot"
 
 FORMAT = "lpw_mp-sweep"
 FORMAT_VERSION = 1
@@ -130,7 +132,7 @@ def _doubling(parse, spec: str) -> list:
 
 
 def build_parser() -> Parser:
-    p = Parser(prog=f"python -m {PROG} sweep",
+    p = Parser(prog=f"{invoked_as()} sweep",
                description="Run the strategies over one or two varied parameters; write a "
                            "table, a JSON and a plot, and fit how each strategy's cost grows.")
     p.add_argument("--vary", action="append", default=[], metavar="NAME=VALUES",
@@ -208,7 +210,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
     """Run every point in turn. An interrupt stops the sweep; what ran is kept."""
     sweep = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
-        "command": [f"python -m {PROG} sweep", *argv],
+        "command": [f"{invoked_as()} sweep", *argv],
         "started": now(), "finished": None, "status": "complete",
         "config": base.to_dict(),
         "vary": [{"name": name, "values": values} for name, values in varied],
