@@ -21,11 +21,11 @@ from helpers import acquire, wait_for_phase, wait_until
 from lpw_mp.results import folders
 from lpw_mp.commands.cli import main
 from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
-from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.runner import run
-from lpw_mp.kernel.strategies.count import LockHook
+from lpw_mp.kernel.hooks import LockHook
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ import pytest
 from helpers import acquire, wait_for_phase
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
-from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.progress import progress_factory
 

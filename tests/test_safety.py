@@ -8,7 +8,7 @@ import pytest
 from helpers import acquire, wait_for_phase, wait_until
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import PHASE_SERIALIZING, P_PHASE
-from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.harness.emulator import Emulator
 
 pytestmark = pytest.mark.timeout(60)

@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from lpw_mp.harness.config import Config, ConfigError, START_METHODS
+from lpw_mp.harness.config import START_METHODS, Config, ConfigError
 from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.machine import CPUMASK_MODES

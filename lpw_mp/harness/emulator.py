@@ -22,15 +22,15 @@ from multiprocessing.connection import wait
 
 import psutil
 
-from lpw_mp.kernel.checker import SafetyChecker
-from lpw_mp.kernel.coordinator import (PHASE_SERIALIZING, PHASE_UNLINKED, P_DONE, P_PHASE, P_SLOT,
-                                P_TOTAL, new_progress)
 from lpw_mp.harness.child import coordinator_main, cpu_main, run_named
 from lpw_mp.harness.janitor import Janitor
 from lpw_mp.harness.signals import deferred_signals
-from lpw_mp.kernel.cpu import WalkHook
+from lpw_mp.kernel.checker import SafetyChecker
+from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_SERIALIZING,
+                                       PHASE_UNLINKED, new_progress)
+from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
-                            HIST_BUCKETS, Machine)
+                                   HIST_BUCKETS, Machine)
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.strategies import STRATEGIES
 

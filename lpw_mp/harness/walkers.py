@@ -10,7 +10,6 @@ from lpw_mp.kernel.machine import HIST_STEPS
 from lpw_mp.results.stats import hist_percentile
 
 
-
 def measure_walkers(emu, seconds: float) -> dict:
     """Let every CPU of ``emu`` walk back to back for ``seconds``; return the walks per second
     and the time each walk spends in IRQ-disable + ``begin_lockless_pgtbl_walk`` and

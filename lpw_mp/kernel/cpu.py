@@ -12,28 +12,15 @@ import time
 from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_START, FreezeHook,
-                          freeze_point)
-from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS, NSTATS,
-                            ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS, ST_RETRIES,
-                            ST_WALK_NS, ST_WALKS, acquire_or_exit)
+                                 WalkHook, freeze_point)
+from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
+                                   NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS,
+                                   ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
 from lpw_mp.kernel.strategies.base import Strategy
+
 
 def hist_bucket(ns: int) -> int:
     return min(HIST_BUCKETS - 1, int(math.log2(ns) * HIST_STEPS)) if ns > 0 else 0
-
-
-class WalkHook:
-    """Test hook: CPU ``cpu`` walks ``slot`` once as soon as it starts, and pauses inside its
-    IRQ-off window, after taking the pointer, until the test releases it.
-
-    ``paused`` is posted when the walker is inside the window; post ``resume`` to let it go on."""
-
-    def __init__(self, ctx, cpu: int, slot: int, sub: int = 0):
-        self.cpu = cpu
-        self.slot = slot
-        self.sub = sub
-        self.paused = ctx.Semaphore(0)
-        self.resume = ctx.Semaphore(0)
 
 
 class SimulatedCPU:

@@ -6,6 +6,7 @@ one test of a local flag at each point, and nothing else, when no hook is instal
 
 import os
 import signal
+from multiprocessing.sharedctypes import RawValue
 
 #: Points at which a ``FreezeHook`` stops its CPU: before it reports itself started; holding
 #: the IPI acknowledgement lock; after it took its part of the count owed (and woke the sender
@@ -34,3 +35,35 @@ def freeze_point(hook: FreezeHook, point: int) -> None:
         hook.after -= 1
         return
     os.kill(os.getpid(), signal.SIGSTOP)
+
+
+class WalkHook:
+    """Test hook: CPU ``cpu`` walks ``slot`` once as soon as it starts, and pauses inside its
+    IRQ-off window, after taking the pointer, until the test releases it.
+
+    ``paused`` is posted when the walker is inside the window; post ``resume`` to let it go on."""
+
+    def __init__(self, ctx, cpu: int, slot: int, sub: int = 0):
+        self.cpu = cpu
+        self.slot = slot
+        self.sub = sub
+        self.paused = ctx.Semaphore(0)
+        self.resume = ctx.Semaphore(0)
+
+
+class LockHook:
+    """Test hook: once ``armed`` is set, CPU ``cpu`` stops inside its next
+    ``begin_lockless_pgtbl_walk`` while it holds the counter's lock, posts ``held`` and waits
+    for ``resume``. Install it with ``CountStrategy.set_lock_hook`` before the CPUs fork."""
+
+    def __init__(self, ctx, cpu: int):
+        self.cpu = cpu
+        self.armed = RawValue("b", 0)
+        self.held = ctx.Semaphore(0)
+        self.resume = ctx.Semaphore(0)
+
+    def pause(self) -> None:
+        if self.armed.value:
+            self.armed.value = 0
+            self.held.release()
+            self.resume.acquire()

@@ -1,27 +1,8 @@
 """``count``: the seed (v5, Oct 2019), one atomic counter of running lockless walks per mm."""
 
-from multiprocessing.sharedctypes import RawValue
-
+from lpw_mp.kernel.hooks import LockHook
 from lpw_mp.kernel.machine import DOING_LOCK, DOING_RUN, acquire_or_exit, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
-
-
-class LockHook:
-    """Test hook: once ``armed`` is set, CPU ``cpu`` stops inside its next
-    ``begin_lockless_pgtbl_walk`` while it holds the counter's lock, posts ``held`` and waits
-    for ``resume``. Install it with ``CountStrategy.set_lock_hook`` before the CPUs fork."""
-
-    def __init__(self, ctx, cpu: int):
-        self.cpu = cpu
-        self.armed = RawValue("b", 0)
-        self.held = ctx.Semaphore(0)
-        self.resume = ctx.Semaphore(0)
-
-    def pause(self) -> None:
-        if self.armed.value:
-            self.armed.value = 0
-            self.held.release()
-            self.resume.acquire()
 
 
 class CountStrategy(Strategy):
