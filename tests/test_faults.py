@@ -187,10 +187,8 @@ def test_a_cpu_killed_holding_the_count_lock_deadlocks_nobody(cfg, ctx):
     is not zero, is not stuck; the run fails within seconds naming CPU 1 and count; every process
     is gone."""
     c = cfg(cpus=3, memory=16 << 20, strategies=["count"], walk_rate=1000.0, ipi_timeout=30.0)
-    emu = Emulator(c, "count", ctx=ctx)
     hook = LockHook(ctx, cpu=1)
-    emu.strategy.set_lock_hook(hook)
-    with emu:
+    with Emulator(c, "count", hooks=[hook], ctx=ctx) as emu:
         m = emu.machine
         hook.armed.value = 1
         acquire(hook.held, what="CPU 1 to hold the counter's lock")

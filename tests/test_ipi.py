@@ -158,3 +158,19 @@ def test_a_progress_bar_starts_no_thread(cfg):
         assert threading.active_count() == 1
     finally:
         update(None, None)
+
+
+def test_process_arguments_cross_the_fork_by_name_only():
+    """A CPU's and the coordinator's arguments are frozen records taken by keyword: figures of
+    one type cannot trade places by position, and a record cannot be changed after it is
+    made."""
+    import dataclasses
+    from lpw_mp.harness.child import CoordinatorArgs, CPUArgs
+    with pytest.raises(TypeError):
+        CPUArgs(0, None, None, None, None, 20.0, 20e-6, 1)  # positional: refused
+    args = CPUArgs(cpu=0, machine=None, table=None, strategy=None, checker=None,
+                   walk_rate=20.0, walk_window=20e-6, seed=1)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        args.walk_rate = 5.0
+    with pytest.raises(TypeError):
+        CoordinatorArgs(None, None, None, None, None, 1.0, None, "munmap", None, 0, 1)

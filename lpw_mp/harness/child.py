@@ -7,7 +7,7 @@ import gc
 import os
 import pickle
 import signal
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 
 from lpw_mp.kernel.coordinator import Updater
 from lpw_mp.kernel.cpu import SimulatedCPU
@@ -43,12 +43,43 @@ def run_named(comm: str, target, *args) -> None:
     target(*args)
 
 
-def cpu_main(parent_pid, *args, **kwargs) -> None:
+@dataclass(frozen=True, kw_only=True)
+class CPUArgs:
+    """What a CPU process is given across the fork: one record, by name, so that two figures
+    of one type (``walk_rate``, ``walk_window``) cannot trade places unseen."""
+    cpu: int
+    machine: object
+    table: object
+    strategy: object
+    checker: object
+    walk_rate: float
+    walk_window: float
+    seed: int
+    hooks: tuple = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CoordinatorArgs:
+    """What the coordinator process is given across the fork."""
+    conn: object      # the write end of its result pipe
+    go: object        # posted by the parent once it has recorded the process
+    machine: object
+    table: object
+    strategy: object
+    timeout: float
+    progress: object
+    op: str
+    slots: object     # a list of slots, or None for the whole region
+    mixed_ops: int
+    seed: int
+
+
+def cpu_main(parent_pid: int, args: CPUArgs) -> None:
     """Entry point of a CPU process."""
     become_child(parent_pid)
     # The loop makes no reference cycles; a collection would only dirty copy-on-write pages.
     gc.disable()
-    SimulatedCPU(*args, **kwargs).run()
+    SimulatedCPU(**vars(args)).run()
 
 
 def send_result(conn, outcome: dict) -> None:
@@ -61,14 +92,14 @@ def send_result(conn, outcome: dict) -> None:
     conn.close()
 
 
-def coordinator_main(parent_pid, conn, go, machine, table, strategy, timeout, progress, op,
-                     slots, mixed_ops, seed) -> None:
+def coordinator_main(parent_pid: int, args: CoordinatorArgs) -> None:
     """Entry point of the coordinator process: waits for ``go``, runs, sends its result."""
     become_child(parent_pid)
-    up = Updater(machine, table, strategy, timeout, progress)
-    go.acquire()
+    up = Updater(args.machine, args.table, args.strategy, args.timeout, args.progress)
+    args.go.acquire()
+    conn = args.conn
     try:
-        stats = up.run(op, slots, mixed_ops, seed)
+        stats = up.run(args.op, args.slots, args.mixed_ops, args.seed)
         outcome = {"status": "ok", "stats": asdict(stats)}
     except (WaitTimeout, Aborted) as exc:
         up.stats.wall_s = 0.0

@@ -22,13 +22,14 @@ from multiprocessing.connection import wait
 
 import psutil
 
-from lpw_mp.harness.child import coordinator_main, cpu_main, run_named
+from lpw_mp.harness.child import (CoordinatorArgs, CPUArgs, coordinator_main, cpu_main,
+                                  run_named)
 from lpw_mp.harness.janitor import Janitor
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.kernel.checker import SafetyChecker
 from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_SERIALIZING,
                                        PHASE_UNLINKED, new_progress)
-from lpw_mp.kernel.hooks import WalkHook
+from lpw_mp.kernel.hooks import LockHook, WalkHook
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
                                    HIST_BUCKETS, Machine)
 from lpw_mp.kernel.pagetable import PageTable
@@ -142,9 +143,11 @@ class Emulator:
         for cpu in range(cfg.cpus):
             with deferred_signals():
                 try:
-                    proc = self._fork(f"cpu{cpu}", cpu_main, parent, cpu, self.machine,
-                                      self.table, self.strategy, self.checker, cfg.walk_rate,
-                                      cfg.walk_window, cfg.seed, self.hooks.get(cpu))
+                    proc = self._fork(f"cpu{cpu}", cpu_main, parent, CPUArgs(
+                        cpu=cpu, machine=self.machine, table=self.table,
+                        strategy=self.strategy, checker=self.checker,
+                        walk_rate=cfg.walk_rate, walk_window=cfg.walk_window, seed=cfg.seed,
+                        hooks=tuple(self.hooks.get(cpu, ()))))
                 except OSError as exc:  # EAGAIN (process limit), ENOMEM, EMFILE
                     raise EmulatorError(
                         f"could not start simulated CPU {cpu} of {cfg.cpus} under strategy "
@@ -173,10 +176,10 @@ class Emulator:
         self._watch(self._go)
         with deferred_signals():
             try:
-                self.coord = self._fork(
-                    "coord", coordinator_main, os.getpid(), writer, self._go, self.machine,
-                    self.table, self.strategy, cfg.ipi_timeout, self.progress, op or cfg.op,
-                    slots, cfg.mixed_ops, cfg.seed)
+                self.coord = self._fork("coord", coordinator_main, os.getpid(), CoordinatorArgs(
+                    conn=writer, go=self._go, machine=self.machine, table=self.table,
+                    strategy=self.strategy, timeout=cfg.ipi_timeout, progress=self.progress,
+                    op=op or cfg.op, slots=slots, mixed_ops=cfg.mixed_ops, seed=cfg.seed))
             except OSError as exc:
                 reader.close()
                 raise EmulatorError(f"could not start the coordinator under strategy "
@@ -354,7 +357,7 @@ class Emulator:
             procs.append(self.coord)
         m.wake_all()
         for hook in (h for hooks in self.hooks.values() for h in hooks):
-            if isinstance(hook, WalkHook):
+            if isinstance(hook, (WalkHook, LockHook)):  # a CPU paused by the test lets go
                 hook.resume.release()
         coord_died = self.coord is not None and self.coord.exitcode not in (None, 0)
         short = self._dead or coord_died or self._frozen

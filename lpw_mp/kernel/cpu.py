@@ -26,8 +26,8 @@ def hist_bucket(ns: int) -> int:
 class SimulatedCPU:
     """One CPU of the guest: its walks, its IRQ flag and its IPI handler, in its own process."""
 
-    def __init__(self, cpu, machine, table, strategy, checker, walk_rate, walk_window, seed,
-                 hook=None):
+    def __init__(self, *, cpu: int, machine, table, strategy, checker, walk_rate: float,
+                 walk_window: float, seed: int, hooks=()):
         self.cpu = cpu
         self.m = machine
         self.pt = table
@@ -36,11 +36,10 @@ class SimulatedCPU:
         self.walk_rate = walk_rate if machine.active[cpu] else 0.0
         self.walk_window = walk_window
         self.rng = random.Random(f"{seed}/cpu{cpu}")
-        hooks = hook if isinstance(hook, (list, tuple)) else [hook]
         self.hook = next((h for h in hooks if isinstance(h, WalkHook)), None)
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
         # The strategy is this process's own copy: its walker side may stop at a point too.
-        strategy.freeze = self.freeze
+        strategy.install_hooks(hooks)
         self.stat_base = cpu * NSTATS
         self.cost_hist, self.window_hist = machine.cost_hist, machine.window_hist
         self.hist_base = cpu * HIST_BUCKETS

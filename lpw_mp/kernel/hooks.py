@@ -54,7 +54,7 @@ class WalkHook:
 class LockHook:
     """Test hook: once ``armed`` is set, CPU ``cpu`` stops inside its next
     ``begin_lockless_pgtbl_walk`` while it holds the counter's lock, posts ``held`` and waits
-    for ``resume``. Install it with ``CountStrategy.set_lock_hook`` before the CPUs fork."""
+    for ``resume``. Pass it to the ``Emulator`` with the other hooks."""
 
     def __init__(self, ctx, cpu: int):
         self.cpu = cpu

@@ -1,5 +1,7 @@
 """What every serialisation strategy provides, on the walker side and on the updater side."""
 
+from lpw_mp.kernel.hooks import FreezeHook
+
 
 class Strategy:
     """One way to keep lockless walkers from using a freed page-table page.
@@ -23,6 +25,11 @@ class Strategy:
 
     def __init__(self, ctx, machine):
         self.m = machine
+
+    def install_hooks(self, hooks) -> None:
+        """Tests only: this CPU process's hooks (``lpw_mp.kernel.hooks``), installed in its
+        own copy of the strategy. A strategy with points of its own picks its hooks here."""
+        self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
 
     # -- walker side --------------------------------------------------------------------------
 

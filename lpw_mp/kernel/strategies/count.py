@@ -37,18 +37,18 @@ class CountStrategy(Strategy):
             pause()
         lock.release()
 
+    def install_hooks(self, hooks) -> None:
+        super().install_hooks(hooks)
+        hook = next((h for h in hooks if isinstance(h, LockHook)), None)
+        self._pause = hook.pause if hook is not None else None
+
+    _pause = None  # a LockHook's pause, in the CPU process it is installed in (tests only)
+
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self._atomic_add(cpu, 1)
+        self._atomic_add(cpu, 1, self._pause)
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         self._atomic_add(cpu, -1)
-
-    def set_lock_hook(self, hook: LockHook) -> None:
-        """Tests only: CPU ``hook.cpu`` runs ``hook.pause`` with the lock held in every begin.
-        This replaces the method on this instance, so the product path only tests a local."""
-        def begin(cpu: int) -> None:
-            self._atomic_add(cpu, 1, hook.pause if cpu == hook.cpu else None)
-        self.begin_lockless_pgtbl_walk = begin
 
     def running_lockless_pgtbl_walk(self) -> int:
         """How many walks are in progress (an ``atomic_read``: no lock)."""
