@@ -115,3 +115,19 @@ def test_accurate_never_targets_an_inactive_cpu(cfg):
         assert [m.ipi_gen[cpu] for cpu in range(4, 8)] == [0, 0, 0, 0]
         assert [m.ipi_gen[cpu] for cpu in range(4)] == [4, 4, 4, 4]
     assert st["ipis_sent"] == 4 * 4
+
+
+@pytest.mark.parametrize("strategy", ["ipi", "count", "percpu", "rcu", "none"])
+def test_skipped_means_the_same_under_every_strategy(cfg, strategy):
+    """The updater, not the strategy, counts an operation as skipped: exactly when its
+    serialising step neither broadcast nor waited for a grace period. With every CPU idle,
+    only ipi broadcasts for each THP; rcu defers its frees to one grace period at the end of
+    munmap, outside any operation."""
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=0.5)
+    with Emulator(c, strategy) as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+    assert c.npmds == 8
+    assert st["skipped"] == (0 if strategy == "ipi" else c.npmds)
+    assert st["serialisations"] == (c.npmds if strategy == "ipi" else 0)
+    assert st["grace_periods"] == (1 if strategy == "rcu" else 0)

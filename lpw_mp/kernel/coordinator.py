@@ -50,15 +50,25 @@ class Updater:
         self.stats = UpdaterStats()
 
     def broadcast(self, cpus) -> None:
-        """One ``smp_call_function_many(cpus, do_nothing, NULL, 1)`` round, timed."""
+        """One ``smp_call_function_many(cpus, do_nothing, NULL, 1)`` round, timed; nothing for
+        an empty mask (the kernel's returns at once too)."""
         if not cpus:
-            self.stats.skipped += 1
             return
         start = time.perf_counter()
         self.m.smp_call_function_many(cpus, self.timeout)
         self.stats.rounds.append(time.perf_counter() - start)
         self.stats.serialisations += 1
         self.stats.ipis_sent += len(cpus)
+
+    def serialise(self, step, *args) -> None:
+        """Run one serialising step of the strategy, ``step(self, *args)``, and count it as
+        skipped when it neither broadcast nor waited for a grace period. The updater keeps this
+        count, not the strategies, so that "skipped" means the same under every strategy."""
+        stats = self.stats
+        before = stats.serialisations + stats.grace_periods
+        step(self, *args)
+        if stats.serialisations + stats.grace_periods == before:
+            stats.skipped += 1
 
     def _phase(self, slot: int, phase: int) -> None:
         self.progress[P_SLOT] = slot
@@ -87,7 +97,7 @@ class Updater:
         else:
             step, freed = (lambda: self.pt.retire_slot(slot)), None
         self._phase(slot, PHASE_SERIALIZING)
-        self.strategy.tlb_remove_table(self, self._destroyer(slot, step), freed)
+        self.serialise(self.strategy.tlb_remove_table, self._destroyer(slot, step), freed)
 
     def split(self, slot: int) -> bool:
         """Split a huge leaf into a PTE table: ``pmdp_invalidate``, serialise, install the table."""
@@ -98,7 +108,7 @@ class Updater:
             return False
         self.pt.pmdp_invalidate(slot)
         self._phase(slot, PHASE_SERIALIZING)
-        self.strategy.serialize_against_pte_lookup(self)
+        self.serialise(self.strategy.serialize_against_pte_lookup)
         page = self.pt.pte_alloc_one(slot)
 
         def repurpose():
@@ -115,7 +125,7 @@ class Updater:
             return False
         self.pt.pmdp_huge_get_and_clear(slot)
         self._phase(slot, PHASE_SERIALIZING)
-        self.strategy.serialize_against_pte_lookup(self)
+        self.serialise(self.strategy.serialize_against_pte_lookup)
         page = ptm.pmd_index(old)
 
         def free_and_install():

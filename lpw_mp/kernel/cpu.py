@@ -117,8 +117,7 @@ class SimulatedCPU:
         ack_lock_acquire, ack_lock_release = ack_lock.acquire, ack_lock.release
         freeze = self.freeze
         acks_owed, acks_done_release = m.acks_owed, m.acks_done.release
-        # v5.12 (032b7f08932c): a lazy CPU that takes the IPI leaves mm_cpumask.
-        leaves_mask = m.cpumask_mode == "trim" and not m.active[cpu]
+        leaves_mask = m.leaves_mask_on_ipi(cpu)
         base = Strategy.cpu_idle_enter
         idle_hooks = type(strategy).cpu_idle_enter is not base
         idle_enter, idle_exit = strategy.cpu_idle_enter, strategy.cpu_idle_exit

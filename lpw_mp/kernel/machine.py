@@ -141,6 +141,12 @@ class Machine:
 
     # -- the cpumask --------------------------------------------------------------------------
 
+    def leaves_mask_on_ipi(self, cpu: int) -> bool:
+        """Whether ``cpu`` takes itself out of ``mm_cpumask`` when it handles an IPI: under
+        ``trim``, a CPU that is not running the process (lazy), as Nick Piggin's 032b7f08932c
+        (v5.12) lets it do. The CPU asks once, at start; the mask is then its to clear."""
+        return self.cpumask_mode == "trim" and not self.active[cpu]
+
     def mm_cpumask(self) -> list:
         """The CPUs a broadcast targets (``mm_cpumask(mm)``)."""
         if self.cpumask_mode == "sticky":

@@ -58,5 +58,3 @@ class CountStrategy(Strategy):
         smp_mb()
         if self.running_lockless_pgtbl_walk():
             up.broadcast(self.m.mm_cpumask())
-        else:
-            up.stats.skipped += 1

@@ -37,8 +37,4 @@ class PerCPUStrategy(Strategy):
 
     def serialize_against_pte_lookup(self, up) -> None:
         smp_mb()
-        targets = self.walking_cpus(self.m.mm_cpumask())
-        if targets:
-            up.broadcast(targets)
-        else:
-            up.stats.skipped += 1
+        up.broadcast(self.walking_cpus(self.m.mm_cpumask()))

@@ -158,7 +158,6 @@ class RCUStrategy(Strategy):
         self._batch.append(destroy)
         if page is not None:
             self._batch_pages.append(page)
-        up.stats.skipped += 1
         if len(self._batch) >= self.batch_size:
             self.tlb_finish_mmu(up)
 
