@@ -8,17 +8,30 @@ import pytest
 from lpw_mp.harness.config import Config
 
 
+#: What a test configuration has unless the test says otherwise, and why. A test that relies
+#: on one of these (no walks, a table with PTE pages, the ipi strategy) should still say so.
+TEST_DEFAULTS = dict(
+    cpus=4,                # few processes: the suite runs on 2 cores
+    memory=32 << 20,       # 16 THPs of 2M
+    strategies=["ipi"],    # Emulator takes its strategy by name; only the runner reads this
+    walk_rate=0.0,         # no walks unless asked: nothing races the test's own steps
+    pte_fraction=0.25,     # a quarter of the slots mapped through a PTE page
+    ipi_timeout=5.0,       # a broken protocol fails the test in seconds, not minutes
+    walker_time=0.2,       # a short walker phase where the runner runs one
+)
+
+
 def small_config(tmp_path=None, **overrides) -> Config:
-    """A configuration small enough for a test: few CPUs, a few MB, no walks unless asked."""
-    values = dict(cpus=4, memory=32 << 20, strategies=["ipi"], walk_rate=0.0,
-                  pte_fraction=0.25, ipi_timeout=5.0, walker_time=0.2,
-                  runs_dir=str(tmp_path / "runs") if tmp_path else "runs")
+    """``Config(**TEST_DEFAULTS, **overrides)``, validated, writing under ``tmp_path``."""
+    values = dict(TEST_DEFAULTS, runs_dir=str(tmp_path / "runs") if tmp_path else "runs")
     values.update(overrides)
     return Config(**values).validate()
 
 
 @pytest.fixture
 def cfg(tmp_path):
+    """A factory of test configurations: ``cfg(cpus=8, walk_rate=1000.0)`` is TEST_DEFAULTS
+    with those two changed (see TEST_DEFAULTS for what every other value is, and why)."""
     return lambda **kw: small_config(tmp_path, **kw)
 
 
