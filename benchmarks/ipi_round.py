@@ -2,7 +2,7 @@
 
 For each CPU count, times one ``smp_call_function_many(wait=1)`` round to that many idle
 simulated CPUs (the product path: a coordinator process running munmap under ``ipi``), and
-runs ``shared/calibrate/ipi_floor.sh`` for the same count in the same run. Floor and emulator
+runs ``benchmarks/calibrate/ipi_floor.sh`` for the same count in the same run. Floor and emulator
 trials alternate; the table gives medians over trials and the ratio's range.
 
     python benchmarks/ipi_round.py [--cpus 2 16 128] [--rounds 200] [--trials 5]
@@ -24,8 +24,7 @@ from lpw_mp.harness.emulator import Emulator
 from lpw_mp.harness.hostinfo import host_metadata
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-DEFAULT_FLOOR = os.path.normpath(os.path.join(HERE, "..", "..", "shared", "calibrate",
-                                              "ipi_floor.sh"))
+DEFAULT_FLOOR = os.path.join(HERE, "calibrate", "ipi_floor.sh")
 
 
 #: Rounds run and discarded first: freshly forked CPUs take copy-on-write faults on their
