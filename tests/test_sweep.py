@@ -12,7 +12,8 @@ from lpw_mp.harness import resources
 from lpw_mp.commands.cli import main
 from lpw_mp.results.fit import power_law
 from lpw_mp.harness.resources import Host
-from lpw_mp.commands.sweep import parse_vary, plan, sweep_bar
+from lpw_mp.commands.sweep import PARSERS, parse_vary, plan, sweep_bar
+from lpw_mp.results.sweeps import PARAMETERS
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,6 +68,12 @@ def test_vary_accepts_lists_and_doubling_ranges():
     assert parse_vary("memory=64M..256M") == ("memory", [64 << 20, 128 << 20, 256 << 20])
     assert parse_vary("walk-rate=0,10,100") == ("walk_rate", [0.0, 10.0, 100.0])
     assert parse_vary("cpumask=sticky,trim") == ("cpumask", ["sticky", "trim"])
+
+
+def test_every_parameter_a_sweep_describes_can_be_varied():
+    """The command's parsers and the sweep document's parameters (kept apart: results read
+    data, commands parse it) name the same parameters."""
+    assert set(PARSERS) == set(PARAMETERS)
 
 
 def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsys):

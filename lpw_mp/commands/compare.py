@@ -15,8 +15,7 @@ from lpw_mp.results import schemas
 from lpw_mp.commands.shell import Parser, UsageError, invoked_as
 from lpw_mp.harness.config import Config
 from lpw_mp.harness.runner import FORMAT, FORMAT_VERSION
-from lpw_mp.commands.sweep import format_value
-from lpw_mp.units import format_duration
+from lpw_mp.units import format_duration, format_value
 
 SUMMARY = "set runs side by side, each figure as a ratio to the first"
 
