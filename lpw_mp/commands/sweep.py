@@ -30,15 +30,14 @@ from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.harness.progress import progress_factory
 from lpw_mp.results.folders import write_sweep
-from lpw_mp.results.sweeps import NUMERIC, PARAMETERS, fit_sweep, format_terminal, point_label
+from lpw_mp.results.sweeps import (FORMAT, FORMAT_VERSION, NUMERIC, PARAMETERS, fit_sweep,
+                                   format_terminal, point_label)
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import now, run
 from lpw_mp.units import parse_duration, parse_size
 
 SUMMARY = "run the strategies over one or two varied parameters, with fits and a plot"
 
-FORMAT = "lpw_mp-sweep"
-FORMAT_VERSION = 1
 MAX_VARY = 2
 #: A plan is bounded before anything runs: values per --vary, and points in all (README,
 #: Options). 64 points of a few strategies each is already hours on a small host.
