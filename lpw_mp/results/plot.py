@@ -2,11 +2,21 @@
 one line per strategy, one panel per value of the second. matplotlib is the optional ``plot``
 extra, so it is imported only when a figure is drawn."""
 
+import importlib.util
 import json
 import math
 
 from lpw_mp.results.sweeps import NUMERIC, groups, point_label, series, strategies_of
 from lpw_mp.units import format_duration, format_value
+
+
+#: How to get matplotlib, for the one line that says it is missing.
+INSTALL = "pip install 'lpw_mp[plot]'"
+
+
+def available() -> bool:
+    """Whether matplotlib is installed, found without importing it (which takes a second)."""
+    return importlib.util.find_spec("matplotlib") is not None
 
 
 def _axis_values(name: str, values: list):
@@ -72,5 +82,6 @@ def write_plot(sweep: dict, path: str) -> bool:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize="small")
     axes[0].set_ylabel(f"{sweep['config']['op']} time")
-    fig.savefig(path, dpi=100)
+    # PNG whatever the name ends in: the caller may write to a temporary name first.
+    fig.savefig(path, dpi=100, format="png")
     return True

@@ -24,6 +24,23 @@ def point_label(values: dict) -> str:
     return " ".join(f"{k.replace('_', '-')}={format_value(k, v)}" for k, v in values.items())
 
 
+def problem(sweep: dict):
+    """What a sweep document valid against its schema can still get wrong for the tables and
+    the figure, which the schema cannot say: a varied parameter this version does not know,
+    a numeric one with a value that is not a number, a point whose values are not among the
+    varied ones. None when there is nothing."""
+    for v in sweep["vary"]:
+        if v["name"] not in PARAMETERS:
+            return f"it varies {v['name']!r}, which is not a sweep parameter"
+        if v["name"] in NUMERIC and not all(
+                isinstance(x, (int, float)) and not isinstance(x, bool) for x in v["values"]):
+            return f"a value of {v['name']} is not a number"
+    for i, point in enumerate(sweep["points"]):
+        if any(point["values"].get(v["name"]) not in v["values"] for v in sweep["vary"]):
+            return f"point {i + 1} has values {point['values']} that were not varied"
+    return None
+
+
 # -- analysis --------------------------------------------------------------------------------
 
 def strategies_of(sweep: dict) -> list:
