@@ -29,6 +29,7 @@ from lpw_mp.harness.config import ConfigError
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.harness.progress import progress_factory
+from lpw_mp.results import plot
 from lpw_mp.results.folders import write_sweep
 from lpw_mp.results.sweeps import (FORMAT, FORMAT_VERSION, NUMERIC, PARAMETERS, fit_sweep,
                                    format_terminal, point_label)
@@ -117,10 +118,13 @@ def _doubling(parse, spec: str) -> list:
 def build_parser() -> Parser:
     p = Parser(prog=f"{invoked_as()} sweep",
                description="Run the strategies over one or two varied parameters; write a "
-                           "table, a JSON and a plot, and fit how each strategy's cost grows.")
+                           "table, a JSON and a plot (the plot needs matplotlib: "
+                           f"{plot.INSTALL}), and fit how each strategy's cost grows.")
     p.add_argument("--vary", action="append", default=[], metavar="NAME=VALUES",
                    help="a parameter and its values, e.g. cpus=2,4,8 or cpus=2..128 (doubling) "
-                        "or memory=64M..1G; at most two. Names: "
+                        f"or memory=64M..1G. At most {MAX_VARY} --vary of at most {MAX_VALUES} "
+                        f"values each (a range counts its doublings), and at most {MAX_POINTS} "
+                        "points in all (the product of the counts). Names: "
                         + ", ".join(n.replace("_", "-") for n in PARAMETERS))
     add_run_options(p)
     return p
@@ -230,14 +234,26 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
     return sweep
 
 
+def _no_plot(what: str) -> str:
+    """The one line that says a sweep has no figure, how to get matplotlib and how to draw
+    the figure afterwards."""
+    return (f"{PROG}: {what} no sweep.png ({plot.INSTALL} adds matplotlib; "
+            f"`{invoked_as()} plot SWEEP` then draws it from sweep.json)")
+
+
 def main(argv) -> int:
     args, base, varied, points = plan(argv)
     show_progress = not (args.quiet or args.json)
+    # Said before the points run, which can take hours, not found out at the end; the table
+    # and sweep.json do not need matplotlib, so the sweep runs all the same.
+    can_plot = plot.available()
+    if not can_plot:
+        print(_no_plot("matplotlib is not installed: this sweep will write"), file=sys.stderr)
     plotted = None  # None: no folder was written, so there is no plot to speak of
 
     def write(document):
         nonlocal plotted
-        folder, plotted = write_sweep(document, base.runs_dir)
+        folder, plotted = write_sweep(document, base.runs_dir, draw=can_plot)
         return folder
 
     def render(folder):
@@ -248,6 +264,7 @@ def main(argv) -> int:
     with deferred_signals():
         sweep = run_sweep(base, varied, points, argv, show_progress)
         status = finish(args, sweep, write, render, exit_status)
-    if plotted is False:
-        print(f"{PROG}: the plot needs matplotlib: pip install '.[plot]'", file=sys.stderr)
+    # Found, yet it would not import (a broken installation); a missing one was said above.
+    if can_plot and plotted is False:
+        print(_no_plot("matplotlib would not import: this sweep wrote"), file=sys.stderr)
     return status

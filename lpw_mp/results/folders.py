@@ -87,15 +87,15 @@ def write_run(result: dict, runs_dir: str, extra=None) -> str:
     return write_folder(runs_dir, "", write, result.get("run_id"))
 
 
-def write_sweep(sweep: dict, runs_dir: str) -> tuple:
-    """Write ``sweep.json``, ``sweep.md`` and (with matplotlib) ``sweep.png`` into a new
-    sweep folder. Returns ``(folder, plotted)``."""
+def write_sweep(sweep: dict, runs_dir: str, draw: bool = True) -> tuple:
+    """Write ``sweep.json``, ``sweep.md`` and (if ``draw``, with matplotlib) ``sweep.png`` into
+    a new sweep folder. Returns ``(folder, plotted)``."""
     plotted = False
 
     def write(stage, folder_id):
         nonlocal plotted
         sweep["sweep_id"] = folder_id
-        plotted = write_plot(sweep, os.path.join(stage, "sweep.png"))
+        plotted = draw and write_plot(sweep, os.path.join(stage, "sweep.png"))
         write_file(os.path.join(stage, "sweep.json"), json.dumps(sweep, indent=2) + "\n")
         write_file(os.path.join(stage, "sweep.md"),
                    sweeps.format_markdown(sweep, "sweep.png" if plotted else None))
