@@ -1,4 +1,5 @@
-"""Parsing and printing of numbers, sizes (``496G``) and durations (``20us``).
+"""Parsing and printing of numbers, sizes (``496G``) and durations (``20us``), and the printing
+of configuration values in those spellings.
 
 Only the spellings README's Options section documents are accepted. Python's ``int()`` and
 ``float()`` also take underscores (``1_0``), other scripts' digits (``４``), surrounding spaces,
@@ -122,3 +123,24 @@ def format_duration(seconds: float, digits: int = 3) -> str:
         if abs(float(rounded(seconds * scale))) >= 1:
             return f"{rounded(seconds * scale)} {unit}"
     return f"{rounded(seconds * 1e9)} ns"
+
+
+def _rate(x) -> str:
+    return f"{x:g}/s"
+
+
+def _number(x) -> str:
+    return f"{x:g}"
+
+
+#: How to print every configuration value that is not just ``str``: Config attribute -> how.
+VALUE_FORMATS = {
+    "memory": format_size, "thp_size": format_size, "walk_rate": _rate,
+    "walk_window": format_duration, "pte_fraction": _number, "active_fraction": _number,
+    "walker_time": format_duration, "ipi_timeout": format_duration,
+}
+
+
+def format_value(name: str, value) -> str:
+    """A configuration value as a person would type it (``memory`` 33554432 -> ``32M``)."""
+    return VALUE_FORMATS.get(name, str)(value)

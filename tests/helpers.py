@@ -1,5 +1,6 @@
 """Shared helpers for process-level tests."""
 
+import importlib.util
 import time
 
 from lpw_mp.kernel.coordinator import P_PHASE, P_SLOT
@@ -21,3 +22,11 @@ def wait_for_phase(emu, slot, phase, timeout=10.0):
 
 def acquire(sem, timeout=10.0, what="semaphore"):
     assert sem.acquire(True, timeout), f"timed out waiting for {what}"
+
+
+def without_matplotlib(monkeypatch):
+    """Make lpw_mp find no matplotlib, as on a host without the plot extra."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.split(".")[0] == "matplotlib"
+                        else real(name, *a))

@@ -29,13 +29,11 @@ import os, signal, sys
 from lpw_mp.results import folders
 from lpw_mp.commands.cli import main
 
-from lpw_mp.commands import sweep
-
 real = folders.write_file
 def write_file(path, text):
     os.kill(os.getpid(), signal.SIGTERM)
     real(path, text)
-folders.write_file = sweep.write_file = write_file
+folders.write_file = write_file
 sys.exit(main(sys.argv[1:]))
 """
 

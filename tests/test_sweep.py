@@ -12,7 +12,12 @@ from lpw_mp.harness import resources
 from lpw_mp.commands.cli import main
 from lpw_mp.results.fit import power_law
 from lpw_mp.harness.resources import Host
-from lpw_mp.commands.sweep import parse_vary, plan, sweep_bar
+from lpw_mp.commands import sweep as sweep_command
+from lpw_mp.commands.sweep import (MAX_POINTS, MAX_VALUES, MAX_VARY, PARSERS, parse_vary, plan,
+                                   sweep_bar)
+from lpw_mp.results import plot
+from lpw_mp.results.sweeps import PARAMETERS
+from helpers import without_matplotlib
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.timeout(60)
@@ -67,6 +72,12 @@ def test_vary_accepts_lists_and_doubling_ranges():
     assert parse_vary("memory=64M..256M") == ("memory", [64 << 20, 128 << 20, 256 << 20])
     assert parse_vary("walk-rate=0,10,100") == ("walk_rate", [0.0, 10.0, 100.0])
     assert parse_vary("cpumask=sticky,trim") == ("cpumask", ["sticky", "trim"])
+
+
+def test_every_parameter_a_sweep_describes_can_be_varied():
+    """The command's parsers and the sweep document's parameters (kept apart: results read
+    data, commands parse it) name the same parameters."""
+    assert set(PARSERS) == set(PARAMETERS)
 
 
 def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsys):
@@ -132,21 +143,58 @@ def test_two_parameters_give_a_row_per_point_and_a_fit_per_group(tmp_path):
     assert table.count("| 2      |") + table.count("| 4      |") == 4
 
 
-def test_without_matplotlib_the_table_and_json_are_still_written(tmp_path, capsys,
-                                                                   monkeypatch):
-    """With matplotlib missing, sweep writes sweep.md and sweep.json, no PNG, and says in one
-    line that the plot needs the plot extra."""
+def test_without_matplotlib_the_sweep_says_so_before_it_runs(tmp_path, capsys, monkeypatch):
+    """With matplotlib not installed, sweep says so in one line on stderr, naming the extra,
+    before the first point runs (not hours later), then runs and writes sweep.md and
+    sweep.json without a PNG; the line is not repeated at the end."""
+    without_matplotlib(monkeypatch)
+    before_first_point = []
+    real_run = sweep_command.run
+
+    def run(*args, **kwargs):
+        if not before_first_point:
+            before_first_point.append(capsys.readouterr().err)
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_command, "run", run)
+    runs = tmp_path / "runs"
+    code = main(["sweep", "--vary", "memory=8M,16M", "--strategy", "ipi", *SMALL,
+                 "--runs-dir", str(runs), "--quiet"])
+    err = before_first_point[0] + capsys.readouterr().err
+    assert code == 0
+    folder = sweep_folder(runs)
+    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md"]
+    assert "sweep.png" not in (folder / "sweep.md").read_text()
+    assert "pip install 'lpw_mp[plot]'" in before_first_point[0]
+    assert err.count("\n") == 1 and "matplotlib is not installed" in err
+
+
+def test_a_matplotlib_that_will_not_import_is_said_once_at_the_end(tmp_path, capsys,
+                                                                  monkeypatch):
+    """matplotlib found but failing to import (a broken installation): the sweep still writes
+    its table and JSON, and says once, at the end, that there is no PNG and how to fix it."""
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    monkeypatch.setattr(plot, "available", lambda: True)
     runs = tmp_path / "runs"
     code = main(["sweep", "--vary", "memory=8M,16M", "--strategy", "ipi", *SMALL,
                  "--runs-dir", str(runs), "--quiet"])
     err = capsys.readouterr().err
     assert code == 0
-    folder = sweep_folder(runs)
-    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md"]
-    assert "sweep.png" not in (folder / "sweep.md").read_text()
-    assert err.count("\n") == 1 and "pip install '.[plot]'" in err
+    assert sorted(p.name for p in sweep_folder(runs).iterdir()) == ["sweep.json", "sweep.md"]
+    assert err.count("\n") == 1 and "would not import" in err
+    assert "pip install 'lpw_mp[plot]'" in err
+
+
+def test_help_states_the_limits_on_vary(capsys):
+    """sweep --help gives the bounds that plan enforces: parameters varied, values per
+    --vary and points per sweep."""
+    with pytest.raises(SystemExit) as exit_:
+        main(["sweep", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"At most {MAX_VARY} --vary of at most {MAX_VALUES} values each" in text
+    assert f"at most {MAX_POINTS} points in all" in text
 
 
 def test_outer_bar_counts_points_on_a_terminal_only():

@@ -11,12 +11,10 @@ import os
 
 from tabulate import tabulate
 
-from lpw_mp.results import schemas
-from lpw_mp.commands.shell import Parser, UsageError, invoked_as
+from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
 from lpw_mp.harness.runner import FORMAT, FORMAT_VERSION
-from lpw_mp.commands.sweep import format_value
-from lpw_mp.units import format_duration
+from lpw_mp.units import format_duration, format_value
 
 SUMMARY = "set runs side by side, each figure as a ratio to the first"
 
@@ -42,36 +40,8 @@ def load_run(spec: str, runs_dir: str) -> dict:
     """The result in ``spec`` (a folder, a result.json or a run id under ``runs_dir``).
 
     UsageError naming the problem when it is missing, not an lpw_mp result of this version,
-    or not valid against that version's JSON Schema (lpw_mp/schemas/result-v1.json)."""
-    candidates = [spec, os.path.join(runs_dir, spec)]
-    path = next((p for p in candidates if os.path.exists(p)), None)
-    if path is None:
-        raise UsageError(f"no run {spec!r} (not a folder, nor a run id under {runs_dir})")
-    if os.path.isdir(path):
-        if os.path.isfile(os.path.join(path, "sweep.json")):
-            raise UsageError(f"{spec} is a sweep folder, not a run (its sweep.md has the table)")
-        path = os.path.join(path, "result.json")
-        if not os.path.isfile(path):
-            raise UsageError(f"{spec} is not an lpw_mp run folder (it has no result.json)")
-    try:
-        with open(path) as f:
-            result = json.load(f)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not an lpw_mp result (not JSON: {exc.msg} at line "
-                         f"{exc.lineno})") from None
-    kind = result.get("format") if isinstance(result, dict) else None
-    if kind != FORMAT:
-        raise UsageError(f"{path} is not an lpw_mp result (format {kind!r}, expected {FORMAT!r})")
-    if result.get("format_version") != FORMAT_VERSION:
-        raise UsageError(f"{path} has result format version {result.get('format_version')!r}; "
-                         f"this lpw_mp reads version {FORMAT_VERSION}")
-    # Checked against the format as a whole, not key by key as they are read: a document with
-    # the right header and a key missing or of the wrong type is refused here, on one line.
-    problem = schemas.first_error(result, FORMAT, FORMAT_VERSION)
-    if problem:
-        raise UsageError(f"{path} is not a valid lpw_mp result: {problem}")
+    or not valid against that version's JSON Schema (see ``shell.load_document``)."""
+    result, path = load_document(spec, runs_dir, FORMAT, FORMAT_VERSION)
     result.setdefault("run_id", os.path.basename(os.path.dirname(os.path.abspath(path))))
     return result
 

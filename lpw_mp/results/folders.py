@@ -1,4 +1,4 @@
-"""Run folders, written atomically: complete or absent, never replacing another."""
+"""Run and sweep folders, written atomically: complete or absent, never replacing another."""
 
 import ctypes
 import errno
@@ -8,6 +8,8 @@ import secrets
 import shutil
 import time
 
+from lpw_mp.results import sweeps
+from lpw_mp.results.plot import write_plot
 from lpw_mp.results.tables import format_markdown
 
 #: Fresh ids drawn before giving up when every one is taken (one clash is 1 in 16 million).
@@ -83,3 +85,20 @@ def write_run(result: dict, runs_dir: str, extra=None) -> str:
         for name, render in (extra or {}).items():
             write_file(os.path.join(stage, name), render(result))
     return write_folder(runs_dir, "", write, result.get("run_id"))
+
+
+def write_sweep(sweep: dict, runs_dir: str, draw: bool = True) -> tuple:
+    """Write ``sweep.json``, ``sweep.md`` and (if ``draw``, with matplotlib) ``sweep.png`` into
+    a new sweep folder. Returns ``(folder, plotted)``."""
+    plotted = False
+
+    def write(stage, folder_id):
+        nonlocal plotted
+        sweep["sweep_id"] = folder_id
+        plotted = draw and write_plot(sweep, os.path.join(stage, "sweep.png"))
+        write_file(os.path.join(stage, "sweep.json"), json.dumps(sweep, indent=2) + "\n")
+        write_file(os.path.join(stage, "sweep.md"),
+                   sweeps.format_markdown(sweep, "sweep.png" if plotted else None))
+
+    folder = write_folder(runs_dir, "sweep-", write)
+    return folder, plotted
