@@ -33,7 +33,7 @@ def test_a_real_result_loads(tmp_path):
     ("{", "is not an lpw_mp result (not JSON: Expecting property name"),
     ("[]", "is not an lpw_mp result (format None, expected 'lpw_mp-result')"),
     ('{"format": "lpw_mp-result", "format_version": 2}',
-     "has lpw_mp-result format version 2; this lpw_mp reads version 1"),
+     "has result format version 2; this lpw_mp reads version 1"),
     ('{"format": "lpw_mp-result", "format_version": 1}',
      "is not a valid lpw_mp result: "),
 ])

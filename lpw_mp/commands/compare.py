@@ -13,7 +13,7 @@ from tabulate import tabulate
 
 from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
-from lpw_mp.harness.runner import FORMAT, FORMAT_VERSION
+from lpw_mp.results.formats import RESULT
 from lpw_mp.units import format_duration, format_value
 
 SUMMARY = "set runs side by side, each figure as a ratio to the first"
@@ -41,7 +41,7 @@ def load_run(spec: str, runs_dir: str) -> dict:
 
     UsageError naming the problem when it is missing, not an lpw_mp result of this version,
     or not valid against that version's JSON Schema (see ``shell.load_document``)."""
-    result, path = load_document(spec, runs_dir, FORMAT, FORMAT_VERSION)
+    result, path = load_document(spec, runs_dir, RESULT)
     result.setdefault("run_id", os.path.basename(os.path.dirname(os.path.abspath(path))))
     return result
 

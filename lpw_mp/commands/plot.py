@@ -11,7 +11,8 @@ import os
 
 from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.results import plot
-from lpw_mp.results.sweeps import FORMAT, FORMAT_VERSION, problem
+from lpw_mp.results.formats import SWEEP
+from lpw_mp.results.sweeps import problem
 
 SUMMARY = "draw a sweep's figure (sweep.png) again from its sweep.json"
 
@@ -50,7 +51,7 @@ def main(argv) -> int:
     args = build_parser().parse_args(argv)
     if not plot.available():
         raise UsageError(f"plot needs matplotlib, which is not installed: {plot.INSTALL}")
-    sweep, path = load_document(args.sweep, args.runs_dir, FORMAT, FORMAT_VERSION)
+    sweep, path = load_document(args.sweep, args.runs_dir, SWEEP)
     wrong = problem(sweep)
     if wrong:
         raise UsageError(f"{path} cannot be drawn: {wrong}")

@@ -9,24 +9,16 @@ import os
 import re
 import sys
 
-from lpw_mp.harness import runner
 from lpw_mp.harness.config import START_METHODS, Config, ConfigError
 from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
-from lpw_mp.results import schemas, sweeps
+from lpw_mp.results.formats import FORMATS, Format, FormatError
 # parse_int and parse_float are imported from here by the subcommands.
 from lpw_mp.units import parse_duration, parse_float, parse_int, parse_size
 
 PROG = "lpw_mp"
-
-#: The documents commands read back: format -> (its file in its folder, what the folder is
-#: called, what the document is called, where a person reads such a folder).
-DOCUMENTS = {
-    runner.FORMAT: ("result.json", "run", "result", "its report.md has the tables"),
-    sweeps.FORMAT: ("sweep.json", "sweep", "sweep", "its sweep.md has the table"),
-}
 
 
 def invoked_as() -> str:
@@ -169,43 +161,27 @@ def finish(args, document: dict, write, render, status) -> int:
 
 
 
-def load_document(spec: str, runs_dir: str, kind: str, version: int) -> tuple:
-    """``(document, path)``: the document of format ``kind`` in ``spec``, which is its folder,
+def load_document(spec: str, runs_dir: str, fmt: Format) -> tuple:
+    """``(document, path)``: the document of format ``fmt`` in ``spec``, which is its folder,
     the file itself or a folder id under ``runs_dir``.
 
-    UsageError naming the problem when it is missing, the other kind's folder, not JSON, not
-    of format ``kind`` and ``version``, or not valid against that version's JSON Schema
-    (``results/schemas``)."""
-    name, folder, noun, _ = DOCUMENTS[kind]
+    UsageError naming the problem when it is missing, another format's folder, or not a valid
+    document of ``fmt`` (``Format.load``)."""
     candidates = [spec, os.path.join(runs_dir, spec)]
     path = next((p for p in candidates if os.path.exists(p)), None)
     if path is None:
-        raise UsageError(f"no {folder} {spec!r} (not a folder, nor a {folder} id under "
+        raise UsageError(f"no {fmt.folder} {spec!r} (not a folder, nor a {fmt.folder} id under "
                          f"{runs_dir})")
     if os.path.isdir(path):
-        for other, (other_name, other_folder, _, where) in DOCUMENTS.items():
-            if other != kind and os.path.isfile(os.path.join(path, other_name)):
-                raise UsageError(f"{spec} is a {other_folder} folder, not a {folder} ({where})")
-        path = os.path.join(path, name)
+        for other in FORMATS:
+            if other is not fmt and os.path.isfile(os.path.join(path, other.filename)):
+                raise UsageError(f"{spec} is a {other.folder} folder, not a {fmt.folder} "
+                                 f"({other.contents})")
+        path = os.path.join(path, fmt.filename)
         if not os.path.isfile(path):
-            raise UsageError(f"{spec} is not an lpw_mp {folder} folder (it has no {name})")
+            raise UsageError(f"{spec} is not an lpw_mp {fmt.folder} folder (it has no "
+                             f"{fmt.filename})")
     try:
-        with open(path) as f:
-            document = json.load(f)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{path} is not an lpw_mp {noun} (not JSON: {exc.msg} at line "
-                         f"{exc.lineno})") from None
-    found = document.get("format") if isinstance(document, dict) else None
-    if found != kind:
-        raise UsageError(f"{path} is not an lpw_mp {noun} (format {found!r}, expected {kind!r})")
-    if document.get("format_version") != version:
-        raise UsageError(f"{path} has {noun} format version {document.get('format_version')!r}; "
-                         f"this lpw_mp reads version {version}")
-    # Checked against the format as a whole, not key by key as they are read: a document with
-    # the right header and a key missing or of the wrong type is refused here, on one line.
-    problem = schemas.first_error(document, kind, version)
-    if problem:
-        raise UsageError(f"{path} is not a valid lpw_mp {noun}: {problem}")
-    return document, path
+        return fmt.load(path), path
+    except FormatError as exc:
+        raise UsageError(str(exc)) from None

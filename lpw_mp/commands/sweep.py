@@ -31,7 +31,8 @@ from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.harness.progress import progress_factory
 from lpw_mp.results import plot
 from lpw_mp.results.folders import write_sweep
-from lpw_mp.results.sweeps import (FORMAT, FORMAT_VERSION, NUMERIC, PARAMETERS, fit_sweep,
+from lpw_mp.results.formats import SWEEP
+from lpw_mp.results.sweeps import (NUMERIC, PARAMETERS, fit_sweep,
                                    format_terminal, point_label)
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import now, run
@@ -192,7 +193,7 @@ def _point_record(values: dict, result: dict) -> dict:
 def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
     """Run every point in turn. An interrupt stops the sweep; what ran is kept."""
     sweep = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
+        **SWEEP.header(), "lpw_mp_version": __version__,
         "command": [f"{invoked_as()} sweep", *argv],
         "started": now(), "finished": None, "status": "complete",
         "config": base.to_dict(),

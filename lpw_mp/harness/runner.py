@@ -11,9 +11,8 @@ from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.results.stats import summarize
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.harness.walkers import measure_walkers
+from lpw_mp.results.formats import RESULT
 
-FORMAT = "lpw_mp-result"
-FORMAT_VERSION = 1
 
 
 def now() -> str:
@@ -86,7 +85,7 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
     or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). Legs that finished keep their
     figures either way; the leg under way is marked ``failed`` or ``interrupted``."""
     result = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
+        **RESULT.header(), "lpw_mp_version": __version__,
         "command": list(argv if argv is not None else sys.argv),
         "started": now(), "finished": None, "status": "complete",
         "config": cfg.to_dict(), "host": host_metadata(cfg.cpus, cfg.start_method),

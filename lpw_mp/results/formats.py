@@ -22,6 +22,11 @@ class Format:
     version: int
     #: What the document is, in messages: "lpw_mp result".
     title: str
+    #: The file it is written to in its folder, what such a folder is called, and where a
+    #: reader of that folder should look instead.
+    filename: str
+    folder: str
+    contents: str
     #: ``(version, what changed)``, oldest first.
     history: tuple
 
@@ -35,8 +40,9 @@ class Format:
         if kind != self.name:
             return f"is not an {self.title} (format {kind!r}, expected {self.name!r})"
         if document.get("format_version") != self.version:
-            return (f"has {self.name} format version {document.get('format_version')!r}; this "
-                    f"lpw_mp reads version {self.version}")
+            return (f"has {self.title.split()[-1]} format version "
+                    f"{document.get('format_version')!r}; this lpw_mp reads version "
+                    f"{self.version}")
         error = schemas.first_error(document, self.name, self.version)
         return f"is not a valid {self.title}: {error}" if error else ""
 
@@ -59,13 +65,15 @@ class Format:
 
 
 RESULT = Format(
-    name="lpw_mp-result", version=1, title="lpw_mp result",
+    name="lpw_mp-result", version=1, title="lpw_mp result", filename="result.json",
+    folder="run", contents="its report.md has the tables",
     history=((1, "result.json of run and reproduce: command, config, host, legs (updater "
                  "figures, walker phase, violations), warnings, errors, status; reproduce "
                  "adds a reproduce section"),))
 
 SWEEP = Format(
-    name="lpw_mp-sweep", version=1, title="lpw_mp sweep",
+    name="lpw_mp-sweep", version=1, title="lpw_mp sweep", filename="sweep.json",
+    folder="sweep", contents="its sweep.md has the table",
     history=((1, "sweep.json: command, base config, vary, host, points (each a run's legs "
                  "without violation examples), power-law fits, status"),))
 

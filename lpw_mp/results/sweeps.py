@@ -9,8 +9,6 @@ from tabulate import tabulate
 from lpw_mp.results.fit import format_exponent, power_law
 from lpw_mp.units import format_duration, format_value
 
-FORMAT = "lpw_mp-sweep"
-FORMAT_VERSION = 1
 #: The parameters a sweep can vary, in the order its description lists the fixed ones
 #: (``commands/sweep.py`` parses each).
 PARAMETERS = ("cpus", "memory", "thp_size", "walk_rate", "walk_window", "pte_fraction",
