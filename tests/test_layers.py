@@ -98,3 +98,26 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch, source, offendin
     found = violations()
     assert len(found) == 1 and offending in found[0] and found[0].startswith(
         "lpw_mp/results/bad.py:"), found
+
+
+def readme_modules() -> set:
+    """The module paths the README's Layout table names (relative to the package)."""
+    readme = (PACKAGE.parent / "README.md").read_text()
+    section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
+    return {cell.strip().strip("*").strip("`") for cell in rows}
+
+
+def test_the_readmes_module_map_matches_the_tree():
+    """Every module of the package has a row in the README's Layout table (a package may
+    stand for its modules, as kernel/strategies/ does), and every row names a module that
+    exists."""
+    listed = readme_modules()
+    modules = {str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")}
+    packages = {entry for entry in listed if entry.endswith("/")}
+    unlisted = {m for m in modules
+                if m not in listed and not any(m.startswith(p) for p in packages)}
+    assert unlisted == set()
+    gone = {entry for entry in listed if not (PACKAGE / entry).exists()}
+    assert gone == set()
