@@ -8,6 +8,7 @@ from lpw_mp import __version__
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.hostinfo import host_metadata
+from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE, Progress
 from lpw_mp.results.stats import summarize
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.harness.walkers import measure_walkers
@@ -56,18 +57,62 @@ def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
     }
 
 
-def run_strategy(cfg, name: str, on_progress=None) -> dict:
-    """One leg: a fresh machine, the operation under ``name``, and its counts."""
-    with Emulator(cfg, name) as emu:
-        walker_side = measure_walkers(emu, cfg.walker_time) if cfg.walker_time else None
-        emu.start_coordinator()
-        outcome = emu.wait_coordinator(on_progress)
-        checker = emu.checker
-        violations = {"total": checker.total(), "by_kind": checker.by_kind(),
-                      "examples": checker.violations()[:10]}
-        leg = leg_result(cfg, name, outcome, violations)
-        leg["walker_side"] = walker_side
-        return leg
+def violation_summary(checker) -> dict:
+    """The safety checker's count, per kind, and the first 10 records."""
+    return {"total": checker.total(), "by_kind": checker.by_kind(),
+            "examples": checker.violations()[:10]}
+
+
+class _WatchedEmulator(Emulator):
+    """A leg's emulator that tells the progress display about every CPU it forks, so that a
+    long start-up (hundreds of CPUs on a busy host) shows how far it got."""
+
+    def __init__(self, cfg, name, on_cpu_started):
+        self._on_cpu_started = on_cpu_started
+        super().__init__(cfg, name)
+
+    def _fork(self, comm, target, *args):
+        proc = super()._fork(comm, target, *args)
+        if comm.startswith("cpu"):
+            self._on_cpu_started(len(self.cpus) + 1)  # recorded in self.cpus on return
+        return proc
+
+
+class Leg:
+    """One strategy's leg, telling the progress display each of its phases."""
+
+    def __init__(self, cfg, name: str, progress: Progress):
+        self.cfg, self.name, self.progress = cfg, name, progress
+        self.phase = STARTING
+
+    def run(self) -> dict:
+        """A fresh machine, the walker phase, the operation under the strategy, its counts."""
+        cfg, progress = self.cfg, self.progress
+        with _WatchedEmulator(cfg, self.name, progress.cpus_started) as emu:
+            try:
+                walker_side = None
+                if cfg.walker_time:
+                    self._enter(WALKER_PHASE)
+                    walker_side = measure_walkers(emu, cfg.walker_time)
+                self._enter(OPERATION)
+                emu.start_coordinator()
+                outcome = emu.wait_coordinator(progress.ops)
+                self._enter(STOPPING)
+            except BaseException:
+                self.progress.stopping()  # the machine is stopped on the way out
+                raise
+            leg = leg_result(cfg, self.name, outcome, violation_summary(emu.checker))
+            leg["walker_side"] = walker_side
+            return leg
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        {WALKER_PHASE: self.progress.walker_phase, OPERATION: self.progress.operation,
+         STOPPING: self.progress.stopping}[phase]()
+
+    def stub(self, status: str, error=None) -> dict:
+        """The leg's row, ``failed`` or ``interrupted``."""
+        return _leg_stub(self.name, status, error)
 
 
 def _leg_stub(name: str, status: str, error=None) -> dict:
@@ -79,12 +124,14 @@ def _leg_stub(name: str, status: str, error=None) -> dict:
     return leg
 
 
-def run(cfg, argv=None, progress_factory=None) -> dict:
+def run(cfg, argv=None, progress=None) -> dict:
     """Run every strategy of ``cfg`` in turn; never raises for a failed leg or an interrupt.
 
     The result's ``status`` is ``complete``, ``failed`` (a leg failed; later legs were not run)
     or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). Legs that finished keep their
-    figures either way; the leg under way is marked ``failed`` or ``interrupted``."""
+    figures either way; the leg under way is marked ``failed`` or ``interrupted``.
+    ``progress`` (a ``Progress``) is told every phase of every leg."""
+    progress = progress or Progress()
     result = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
         "command": list(argv if argv is not None else sys.argv),
@@ -93,14 +140,14 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
         "legs": [], "errors": [],
     }
 
-    started = []
+    current = None
     try:
         with interruptible():
-            for name in cfg.strategies:
-                started.append(name)
-                bar = progress_factory(name) if progress_factory else None
+            for index, name in enumerate(cfg.strategies, 1):
+                current = Leg(cfg, name, progress)
+                progress.leg(index, name)
                 try:
-                    result["legs"].append(run_strategy(cfg, name, bar))
+                    result["legs"].append(current.run())
                 except (EmulatorError, OSError, MemoryError) as exc:
                     # OSError, MemoryError: the host refused memory or a process; the legs that
                     # finished must still be reported.
@@ -108,19 +155,23 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
                              else f"{type(exc).__name__}: {exc} under strategy {name}")
                     result["status"] = "failed"
                     result["errors"].append(error)
-                    result["legs"].append(_leg_stub(name, "failed", error))
+                    result["legs"].append(current.stub("failed", error))
                     break
                 finally:
-                    if bar is not None:
-                        bar(None, None)
+                    progress.leg_done()
     except Interrupted as exc:
         result["status"] = "interrupted"
         result["signal"] = signal.Signals(exc.signum).name
         result["errors"].append(f"interrupted by {result['signal']}")
+    finally:
+        progress.close()
     done = {leg["strategy"] for leg in result["legs"]}
     for name in cfg.strategies:
         if name not in done:
-            interrupted = name in started and result["status"] == "interrupted"
-            result["legs"].append(_leg_stub(name, "interrupted" if interrupted else "not run"))
+            if current is not None and name == current.name and \
+                    result["status"] == "interrupted":
+                result["legs"].append(current.stub("interrupted"))
+            else:
+                result["legs"].append(_leg_stub(name, "not run"))
     result["finished"] = now()
     return result
