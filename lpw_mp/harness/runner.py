@@ -3,12 +3,14 @@
 import datetime
 import signal
 import sys
+import time
 
 from lpw_mp import __version__
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE, Progress
+from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
 from lpw_mp.results.stats import summarize
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.harness.walkers import measure_walkers
@@ -79,30 +81,39 @@ class _WatchedEmulator(Emulator):
 
 
 class Leg:
-    """One strategy's leg, telling the progress display each of its phases."""
+    """One strategy's leg as the parent sees it: ``run`` it, and if it is cut short (a signal,
+    a failure) ``stub`` keeps what was known by then under ``partial``."""
 
     def __init__(self, cfg, name: str, progress: Progress):
         self.cfg, self.name, self.progress = cfg, name, progress
+        self.emu = None
         self.phase = STARTING
+        self.walker_side = None
+        self.walks_before = None
+        self.op_started = None
+        self.cut_at = None
 
     def run(self) -> dict:
         """A fresh machine, the walker phase, the operation under the strategy, its counts."""
         cfg, progress = self.cfg, self.progress
-        with _WatchedEmulator(cfg, self.name, progress.cpus_started) as emu:
+        self.emu = emu = _WatchedEmulator(cfg, self.name, progress.cpus_started)
+        with emu:
             try:
-                walker_side = None
                 if cfg.walker_time:
                     self._enter(WALKER_PHASE)
-                    walker_side = measure_walkers(emu, cfg.walker_time)
+                    self.walker_side = measure_walkers(emu, cfg.walker_time)
                 self._enter(OPERATION)
+                self.walks_before = emu.machine.walker_counters()
+                self.op_started = time.monotonic()
                 emu.start_coordinator()
                 outcome = emu.wait_coordinator(progress.ops)
                 self._enter(STOPPING)
             except BaseException:
+                self.cut_at = time.monotonic()
                 self.progress.stopping()  # the machine is stopped on the way out
                 raise
             leg = leg_result(cfg, self.name, outcome, violation_summary(emu.checker))
-            leg["walker_side"] = walker_side
+            leg["walker_side"] = self.walker_side
             return leg
 
     def _enter(self, phase: str) -> None:
@@ -111,8 +122,33 @@ class Leg:
          STOPPING: self.progress.stopping}[phase]()
 
     def stub(self, status: str, error=None) -> dict:
-        """The leg's row, ``failed`` or ``interrupted``."""
-        return _leg_stub(self.name, status, error)
+        """The leg's row, ``failed`` or ``interrupted``, with its ``partial`` figures."""
+        leg = _leg_stub(self.name, status, error)
+        leg["partial"] = self.partial()
+        return leg
+
+    def partial(self) -> dict:
+        """What the parent can read of the leg without the coordinator, from shared memory:
+        how far the operation got, the IPIs the CPUs were sent, the walks during the
+        operation, the violations; and the walker phase if it ended. Read once the machine is
+        stopped, so the counts are final."""
+        emu = self.emu
+        out = {"phase": self.phase, "cpus_started": len(emu.cpus) if emu else 0,
+               "operations_done": 0, "operations_total": None, "op_elapsed_s": None,
+               "ipis_sent": 0, "ipi_rounds_at_least": 0, "walks": 0, "retries": 0,
+               "walker_side": self.walker_side, "violations": None}
+        if emu is None:
+            return out
+        sent = list(emu.machine.ipi_gen)
+        out.update(ipis_sent=sum(sent), ipi_rounds_at_least=max(sent, default=0),
+                   violations=violation_summary(emu.checker))
+        if self.op_started is not None:
+            walkers = emu.machine.walker_counters(since=self.walks_before)
+            out.update(operations_done=emu.progress[P_DONE],
+                       operations_total=emu.progress[P_TOTAL] or None,
+                       op_elapsed_s=(self.cut_at or time.monotonic()) - self.op_started,
+                       walks=walkers["walks"], retries=walkers["retries"])
+        return out
 
 
 def _leg_stub(name: str, status: str, error=None) -> dict:
@@ -129,8 +165,9 @@ def run(cfg, argv=None, progress=None) -> dict:
 
     The result's ``status`` is ``complete``, ``failed`` (a leg failed; later legs were not run)
     or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). Legs that finished keep their
-    figures either way; the leg under way is marked ``failed`` or ``interrupted``.
-    ``progress`` (a ``Progress``) is told every phase of every leg."""
+    figures either way; the leg under way is marked ``failed`` or ``interrupted`` and keeps
+    what was known of it under ``partial``. ``progress`` (a ``Progress``) is told every phase
+    of every leg."""
     progress = progress or Progress()
     result = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "lpw_mp_version": __version__,
