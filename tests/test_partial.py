@@ -1,6 +1,7 @@
 """A leg cut short keeps what was known of it: interrupted by SIGINT at a chosen point of a real
 run (from inside the progress display, which the runner calls at that point), the leg is
-``interrupted`` with its ``partial`` figures, in a result that validates."""
+``interrupted`` with its ``partial`` figures, in a result that validates, and its row in the
+tables shows them."""
 
 import signal
 
@@ -9,6 +10,7 @@ import pytest
 from lpw_mp.harness.progress import Progress
 from lpw_mp.harness.runner import run
 from lpw_mp.results import schemas
+from lpw_mp.results.tables import format_markdown, format_terminal
 from lpw_mp.results.verdicts import annotate
 
 pytestmark = pytest.mark.timeout(60)
@@ -55,7 +57,8 @@ def test_a_leg_interrupted_during_the_operation_keeps_its_figures(cfg):
     """SIGINT once the parent sees operations done, in a munmap of 131,072 THPs under ipi:
     the leg keeps how many operations were done of how many, their time, the IPIs sent (two
     CPUs: two per round), the IPI rounds (at least one per operation done, at most one more),
-    the walks and its finished walker phase."""
+    the walks and its finished walker phase; the tables show them, marked INTERRUPTED, with a
+    line saying how far it got."""
     result, part = interrupted_run(cfg, "ops", memory=256 << 30, pte_fraction=0.0)
     assert part["phase"] == "operation"
     assert part["operations_total"] == 131072
@@ -66,6 +69,18 @@ def test_a_leg_interrupted_during_the_operation_keeps_its_figures(cfg):
     assert part["ipis_sent"] == 2 * part["ipi_rounds_at_least"]
     assert part["violations"]["total"] == 0
     assert part["walker_side"]["walks"] > 0
+    done = f"{part['operations_done']:,}"
+    for text in (format_terminal(result, width=100), format_terminal(result, width=160),
+                 format_markdown(result)):
+        # ipi's rows, of however many tables the layout has
+        rows = " ".join(line for line in text.splitlines()
+                        if line.strip("| ").startswith("ipi "))
+        assert "INTERRUPTED" in rows
+        assert f">={part['ipi_rounds_at_least']:,}" in rows
+        assert f"{part['ipis_sent']:,}" in rows
+        assert f"ipi was interrupted during the munmap after {done} of 131,072 operations" \
+            in text
+        assert f"{part['walker_side']['walks_per_s']:,.0f}" in text  # its walker phase
 
 
 def test_a_leg_interrupted_in_its_walker_phase_says_so(cfg):
@@ -77,6 +92,7 @@ def test_a_leg_interrupted_in_its_walker_phase_says_so(cfg):
     assert (part["operations_done"], part["operations_total"], part["op_elapsed_s"]) == \
         (0, None, None)
     assert part["walker_side"] is None
+    assert "ipi was interrupted during its walker phase" in format_terminal(result, width=100)
 
 
 def test_a_leg_interrupted_while_its_cpus_start_says_how_many_had(cfg):
@@ -85,3 +101,5 @@ def test_a_leg_interrupted_while_its_cpus_start_says_how_many_had(cfg):
     result, part = interrupted_run(cfg, ("cpus_started", 1), cpus=4)
     assert part["phase"] == "starting"
     assert part["cpus_started"] == 1
+    assert "ipi was interrupted while starting its CPUs (1 of 4 started)" in \
+        format_terminal(result, width=100)
