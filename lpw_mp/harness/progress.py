@@ -4,7 +4,7 @@ The runner tells a ``Progress`` about every phase of every leg (``runner.run``):
 starting, the walker phase, the operation with its operations done, the CPUs stopping. On a
 terminal, ``TerminalProgress`` shows it on one line of stderr::
 
-    strategy 2 of 5: count | munmap 1,234 of 4,096 ops [####------] 30% | 00:42 elapsed, ETA 01:05
+    strategy 2 of 5: count | munmap 1,234 of 4,096 ops [███░░░░░░░] 30% | 00:42 elapsed, ETA 01:05
 
 It starts no thread (the emulator refuses to fork from a multi-threaded process), so the line
 changes only when the runner calls it: at every phase change, for every CPU forked, and about
@@ -83,7 +83,7 @@ class TerminalProgress(Progress):
         self.phase, self.leg_started = None, None
         self.forked = 0
         self.op_started, self.done, self.total = None, 0, 0
-        self.drawn_at = None
+        self.drawn_at, self.shown = None, None
         self.bar = None
         self.unicode = "utf" in (getattr(stream, "encoding", None) or "").lower()
 
@@ -121,7 +121,7 @@ class TerminalProgress(Progress):
     def close(self):
         if self.bar is not None:
             self.bar.close()
-            self.bar = None
+            self.bar, self.shown = None, None
 
     # -- the line ------------------------------------------------------------------------------
 
@@ -133,11 +133,14 @@ class TerminalProgress(Progress):
         now = self.clock()
         if not urgent and self.drawn_at is not None and now - self.drawn_at < REDRAW_EVERY:
             return
-        self.drawn_at = now
+        line = self.line(now)
+        if line == self.shown:
+            return
+        self.drawn_at, self.shown = now, line
         if self.bar is None:
             self.bar = tqdm(total=None, bar_format="{desc}", file=self.stream, leave=False,
                             dynamic_ncols=True, mininterval=0)
-        self.bar.set_description_str(self.line(now), refresh=True)
+        self.bar.set_description_str(line, refresh=True)
 
     def line(self, now=None) -> str:
         """The status line, cut to the terminal's width (the bar goes first)."""
