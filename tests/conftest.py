@@ -42,6 +42,16 @@ def ctx():
 
 
 @pytest.fixture(autouse=True)
+def no_terminal_width_for_children():
+    """pytest imports readline (through pdb), which exports COLUMNS=80 and LINES=24 to every
+    child process: a CLI run by a test would lay its tables out for an 80-column terminal.
+    Its output goes to a pipe, which has no width."""
+    for name in ("COLUMNS", "LINES"):
+        if name not in os.environ:
+            os.unsetenv(name)
+
+
+@pytest.fixture(autouse=True)
 def no_leftover_children():
     """Every test must leave no child process behind (zombies included)."""
     yield

@@ -129,8 +129,10 @@ def test_a_killed_process_fails_the_run_and_keeps_the_legs_that_finished(tmp_pat
     assert result["status"] == "failed" and result["errors"] == [expected]
     count, ipi, percpu = result["legs"]
     assert count["status"] == "ok" and count["skipped"] == 65536
+    partial = ipi.pop("partial")  # what was known of the failed leg
     assert ipi == {"strategy": "ipi", "safe": True, "kernel": ipi["kernel"],
                    "status": "failed", "error": expected}
+    assert partial["phase"] == "operation" and partial["operations_total"] == 65536
     assert percpu["status"] == "not run"
     assert_nothing_left(procs, shm)
 

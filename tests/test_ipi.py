@@ -1,6 +1,5 @@
 """Process-level tests of the IPI protocol and the seed's two strategies, on real processes."""
 
-import io
 import os
 import signal
 import threading
@@ -13,7 +12,6 @@ from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
 from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.harness.emulator import Emulator, EmulatorError
-from lpw_mp.harness.progress import progress_factory
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -145,19 +143,6 @@ def test_cpus_are_never_forked_from_a_multi_threaded_process(cfg):
     finally:
         release.set()
         thread.join()
-
-
-def test_a_progress_bar_starts_no_thread(cfg):
-    """The progress bars on a terminal start no monitor thread, so a later leg can fork."""
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-    update = progress_factory(cfg(), Terminal())("ipi")
-    update(1, 10)
-    try:
-        assert threading.active_count() == 1
-    finally:
-        update(None, None)
 
 
 def test_process_arguments_cross_the_fork_by_name_only():

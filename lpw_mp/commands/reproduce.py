@@ -14,7 +14,7 @@ from tabulate import tabulate
 from lpw_mp.commands.shell import (Parser, UsageError, add_run_options, finish, invoked_as,
                                   parse_config)
 from lpw_mp.harness.signals import deferred_signals
-from lpw_mp.harness.progress import progress_factory
+from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results.folders import write_run
 from lpw_mp.results.tables import format_terminal
 from lpw_mp.results.verdicts import annotate, exit_status
@@ -263,7 +263,7 @@ def main(argv) -> int:
     show_progress = not (args.quiet or args.json)
     with deferred_signals():
         result = run(cfg, argv=[f"{invoked_as()} reproduce", *argv],
-                     progress_factory=progress_factory(cfg) if show_progress else None)
+                     progress=terminal_progress(cfg) if show_progress else None)
         annotate(result)
         result["reproduce"] = reproduce_section(result, args.preset)
         return finish(

@@ -4,7 +4,7 @@ import argparse
 
 from lpw_mp import __version__
 from lpw_mp.commands.shell import PROG, Parser, invoked_as, add_run_options, finish, parse_config
-from lpw_mp.harness.progress import progress_factory
+from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.harness.runner import run
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.results.folders import write_run
@@ -30,7 +30,7 @@ def main(argv) -> int:
     # that arrive after it are held back until the result is written and printed.
     with deferred_signals():
         result = run(cfg, argv=[invoked_as(), *argv],
-                     progress_factory=progress_factory(cfg) if show_progress else None)
+                     progress=terminal_progress(cfg) if show_progress else None)
         annotate(result)
         return finish(args, result, lambda doc: write_run(doc, cfg.runs_dir),
                       lambda folder: format_terminal(result) + f"\n\nreport: {folder}/report.md"

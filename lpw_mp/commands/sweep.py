@@ -28,12 +28,11 @@ from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
 from lpw_mp.harness.config import ConfigError
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.kernel.machine import CPUMASK_MODES
-from lpw_mp.harness.progress import progress_factory
+from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results import plot
 from lpw_mp.results.folders import write_sweep
 from lpw_mp.results.formats import SWEEP
-from lpw_mp.results.sweeps import (NUMERIC, PARAMETERS, fit_sweep,
-                                   format_terminal, point_label)
+from lpw_mp.results.sweeps import NUMERIC, PARAMETERS, fit_sweep, format_terminal, point_label
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import now, run
 from lpw_mp.units import parse_duration, parse_size
@@ -210,7 +209,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
                 if outer is not None:
                     outer.set_postfix_str(point_label(values))
                 result = run(cfg, argv=sweep["command"],
-                             progress_factory=progress_factory(cfg) if show_progress else None)
+                             progress=terminal_progress(cfg) if show_progress else None)
                 annotate(result)
                 sweep["points"].append(_point_record(values, result))
                 if outer is not None:

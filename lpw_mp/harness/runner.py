@@ -3,11 +3,14 @@
 import datetime
 import signal
 import sys
+import time
 
 from lpw_mp import __version__
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.hostinfo import host_metadata
+from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE, Progress
+from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
 from lpw_mp.results.stats import summarize
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.harness.walkers import measure_walkers
@@ -55,18 +58,96 @@ def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
     }
 
 
-def run_strategy(cfg, name: str, on_progress=None) -> dict:
-    """One leg: a fresh machine, the operation under ``name``, and its counts."""
-    with Emulator(cfg, name) as emu:
-        walker_side = measure_walkers(emu, cfg.walker_time) if cfg.walker_time else None
-        emu.start_coordinator()
-        outcome = emu.wait_coordinator(on_progress)
-        checker = emu.checker
-        violations = {"total": checker.total(), "by_kind": checker.by_kind(),
-                      "examples": checker.violations()[:10]}
-        leg = leg_result(cfg, name, outcome, violations)
-        leg["walker_side"] = walker_side
+def violation_summary(checker) -> dict:
+    """The safety checker's count, per kind, and the first 10 records."""
+    return {"total": checker.total(), "by_kind": checker.by_kind(),
+            "examples": checker.violations()[:10]}
+
+
+class _WatchedEmulator(Emulator):
+    """A leg's emulator that tells the progress display about every CPU it forks, so that a
+    long start-up (hundreds of CPUs on a busy host) shows how far it got."""
+
+    def __init__(self, cfg, name, on_cpu_started):
+        self._on_cpu_started = on_cpu_started
+        super().__init__(cfg, name)
+
+    def _fork(self, comm, target, *args):
+        proc = super()._fork(comm, target, *args)
+        if comm.startswith("cpu"):
+            self._on_cpu_started(len(self.cpus) + 1)  # recorded in self.cpus on return
+        return proc
+
+
+class Leg:
+    """One strategy's leg as the parent sees it: ``run`` it, and if it is cut short (a signal,
+    a failure) ``stub`` keeps what was known by then under ``partial``."""
+
+    def __init__(self, cfg, name: str, progress: Progress):
+        self.cfg, self.name, self.progress = cfg, name, progress
+        self.emu = None
+        self.phase = STARTING
+        self.walker_side = None
+        self.walks_before = None
+        self.op_started = None
+        self.cut_at = None
+
+    def run(self) -> dict:
+        """A fresh machine, the walker phase, the operation under the strategy, its counts."""
+        cfg, progress = self.cfg, self.progress
+        self.emu = emu = _WatchedEmulator(cfg, self.name, progress.cpus_started)
+        with emu:
+            try:
+                if cfg.walker_time:
+                    self._enter(WALKER_PHASE)
+                    self.walker_side = measure_walkers(emu, cfg.walker_time)
+                self._enter(OPERATION)
+                self.walks_before = emu.machine.walker_counters()
+                self.op_started = time.monotonic()
+                emu.start_coordinator()
+                outcome = emu.wait_coordinator(progress.ops)
+                self._enter(STOPPING)
+            except BaseException:
+                self.cut_at = time.monotonic()
+                self.progress.stopping()  # the machine is stopped on the way out
+                raise
+            leg = leg_result(cfg, self.name, outcome, violation_summary(emu.checker))
+            leg["walker_side"] = self.walker_side
+            return leg
+
+    def _enter(self, phase: str) -> None:
+        self.phase = phase
+        {WALKER_PHASE: self.progress.walker_phase, OPERATION: self.progress.operation,
+         STOPPING: self.progress.stopping}[phase]()
+
+    def stub(self, status: str, error=None) -> dict:
+        """The leg's row, ``failed`` or ``interrupted``, with its ``partial`` figures."""
+        leg = _leg_stub(self.name, status, error)
+        leg["partial"] = self.partial()
         return leg
+
+    def partial(self) -> dict:
+        """What the parent can read of the leg without the coordinator, from shared memory:
+        how far the operation got, the IPIs the CPUs were sent, the walks during the
+        operation, the violations; and the walker phase if it ended. Read once the machine is
+        stopped, so the counts are final."""
+        emu = self.emu
+        out = {"phase": self.phase, "cpus_started": len(emu.cpus) if emu else 0,
+               "operations_done": 0, "operations_total": None, "op_elapsed_s": None,
+               "ipis_sent": 0, "ipi_rounds_at_least": 0, "walks": 0, "retries": 0,
+               "walker_side": self.walker_side, "violations": None}
+        if emu is None:
+            return out
+        sent = list(emu.machine.ipi_gen)
+        out.update(ipis_sent=sum(sent), ipi_rounds_at_least=max(sent, default=0),
+                   violations=violation_summary(emu.checker))
+        if self.op_started is not None:
+            walkers = emu.machine.walker_counters(since=self.walks_before)
+            out.update(operations_done=emu.progress[P_DONE],
+                       operations_total=emu.progress[P_TOTAL] or None,
+                       op_elapsed_s=(self.cut_at or time.monotonic()) - self.op_started,
+                       walks=walkers["walks"], retries=walkers["retries"])
+        return out
 
 
 def _leg_stub(name: str, status: str, error=None) -> dict:
@@ -78,12 +159,15 @@ def _leg_stub(name: str, status: str, error=None) -> dict:
     return leg
 
 
-def run(cfg, argv=None, progress_factory=None) -> dict:
+def run(cfg, argv=None, progress=None) -> dict:
     """Run every strategy of ``cfg`` in turn; never raises for a failed leg or an interrupt.
 
     The result's ``status`` is ``complete``, ``failed`` (a leg failed; later legs were not run)
     or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). Legs that finished keep their
-    figures either way; the leg under way is marked ``failed`` or ``interrupted``."""
+    figures either way; the leg under way is marked ``failed`` or ``interrupted`` and keeps
+    what was known of it under ``partial``. ``progress`` (a ``Progress``) is told every phase
+    of every leg."""
+    progress = progress or Progress()
     result = {
         **RESULT.header(), "lpw_mp_version": __version__,
         "command": list(argv if argv is not None else sys.argv),
@@ -92,14 +176,14 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
         "legs": [], "errors": [],
     }
 
-    started = []
+    current = None
     try:
         with interruptible():
-            for name in cfg.strategies:
-                started.append(name)
-                bar = progress_factory(name) if progress_factory else None
+            for index, name in enumerate(cfg.strategies, 1):
+                current = Leg(cfg, name, progress)
+                progress.leg(index, name)
                 try:
-                    result["legs"].append(run_strategy(cfg, name, bar))
+                    result["legs"].append(current.run())
                 except (EmulatorError, OSError, MemoryError) as exc:
                     # OSError, MemoryError: the host refused memory or a process; the legs that
                     # finished must still be reported.
@@ -107,19 +191,23 @@ def run(cfg, argv=None, progress_factory=None) -> dict:
                              else f"{type(exc).__name__}: {exc} under strategy {name}")
                     result["status"] = "failed"
                     result["errors"].append(error)
-                    result["legs"].append(_leg_stub(name, "failed", error))
+                    result["legs"].append(current.stub("failed", error))
                     break
                 finally:
-                    if bar is not None:
-                        bar(None, None)
+                    progress.leg_done()
     except Interrupted as exc:
         result["status"] = "interrupted"
         result["signal"] = signal.Signals(exc.signum).name
         result["errors"].append(f"interrupted by {result['signal']}")
+    finally:
+        progress.close()
     done = {leg["strategy"] for leg in result["legs"]}
     for name in cfg.strategies:
         if name not in done:
-            interrupted = name in started and result["status"] == "interrupted"
-            result["legs"].append(_leg_stub(name, "interrupted" if interrupted else "not run"))
+            if current is not None and name == current.name and \
+                    result["status"] == "interrupted":
+                result["legs"].append(current.stub("interrupted"))
+            else:
+                result["legs"].append(_leg_stub(name, "not run"))
     result["finished"] = now()
     return result

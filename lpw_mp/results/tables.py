@@ -1,70 +1,273 @@
-"""The terminal tables and the Markdown report of a judged result (see ``verdicts.annotate``)."""
+"""The terminal tables and the Markdown report of a judged result (see ``verdicts.annotate``).
+
+Two layouts of the same figures. The full one, two tables (updater side, walker side), is the
+Markdown report's and the terminal's when it fits. On a terminal too narrow for it, the compact
+one: three tables (times, counts during the operation, walker side) with shorter headers, each
+split again, strategy column repeated, if it still does not fit. Numbers are right-aligned with
+thousands separators; a figure not to be trusted carries a ``?`` and a numbered note says why.
+A leg cut short (interrupted or failed) shows what was known of it, marked partial."""
+
+import re
+import shutil
+import textwrap
+from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from lpw_mp.results.verdicts import compare_to_ipi
 from lpw_mp.units import format_duration
 
-def _fmt_ratio(x, suffix=""):
-    return "-" if x is None else f"{x:.2f}x" + (f" {suffix}" if suffix else "")
+#: Which figure each of ``verdicts.leg_warnings``'s reasons qualifies, by a phrase of its text;
+#: a reason not listed marks the strategy's name.
+QUALIFIES = (
+    ("IPI rounds: the median is not reliable", ("ipi_p50", "ipi_p99")),
+    ("p99 of only", ("ipi_p99",)),
+    ("IPI round latency is unstable", ("ipi_p50",)),
+    ("of walker phase", ("walks_per_s", "walker_p50", "walker_p99")),
+    ("late on average", ("walks",)),
+    ("the host could not keep up, so the updater met fewer walks", ("walks",)),
+    ("the PTE page pool ran out", ("time",)),
+    ("the unsafe control was not caught", ("safety",)),
+)
+MARK = "?"
+#: A number and its unit, which prose is not folded between; and what holds them together.
+_FIGURE = re.compile(r"([0-9]) (ns|us|ms|s|GiB|x)\b")
+_KEEP = "\x00"
+#: In the compact layout, an added median too close to ipi's to be told apart is ``~120 ns``.
+UNRESOLVED = "~"
 
 
-def _ns(value):
+@dataclass(frozen=True)
+class Column:
+    key: str
+    header: str   # full layout; {op} is the operation
+    short: str    # compact layout
+    numeric: bool = True
+
+
+UPDATER = (
+    Column("strategy", "strategy", "strategy", False),
+    Column("time", "{op} time", "{op} time"),
+    Column("per_op", "per op", "per op"),
+    Column("vs_ipi", "vs ipi", "vs ipi"),
+    Column("serialised", "serialised", "serialised"),
+    Column("skipped", "skipped", "skipped"),
+    Column("ipis_sent", "IPIs sent", "IPIs sent"),
+    Column("ipi_p50", "IPI round p50", "IPI p50"),
+    Column("ipi_p99", "p99", "IPI p99"),
+    Column("grace_periods", "grace periods", "grace periods"),
+    Column("violations", "violations", "violations"),
+    Column("safety", "safety", "safety", False),
+)
+WALKER = (
+    Column("strategy", "strategy", "strategy", False),
+    Column("walks_per_s", "walks/s", "walks/s"),
+    Column("walker_p50", "begin+end p50", "p50"),
+    Column("walker_vs_ipi", "vs ipi", "vs ipi"),
+    Column("added", "added per walk", "added"),
+    Column("share", "share of a walk", "share"),
+    Column("walker_p99", "p99", "p99"),
+    Column("p99_vs_ipi", "p99 vs ipi", "p99 vs ipi"),
+    Column("walks", "walks during {op}", "walks"),
+    Column("retries", "retries", "retries"),
+)
+#: The compact layout's tables, by column key.
+COMPACT_TIMES = ("strategy", "time", "per_op", "vs_ipi", "ipi_p50", "ipi_p99", "safety")
+COMPACT_COUNTS = ("strategy", "serialised", "skipped", "ipis_sent", "grace_periods",
+                  "violations", "walks", "retries")
+COMPACT_WALKER = ("strategy", "walks_per_s", "walker_p50", "walker_vs_ipi", "added", "share",
+                  "walker_p99", "p99_vs_ipi")
+
+
+def _count(n) -> str:
+    return "-" if n is None else f"{n:,}"
+
+
+def _ratio(x, suffix="") -> str:
+    """``0.74x``, ``5.19x``, ``20.8x``, ``446x``, ``2,534x``."""
+    if x is None:
+        return "-"
+    text = f"{x:,.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
+    return text + (f" {suffix}" if suffix else "")
+
+
+def _ns(value) -> str:
     return format_duration(value / 1e9 if value is not None else None)
 
 
-def table_rows(result: dict):
-    """Two tables, updater side and walker side, and the numbered notes behind each ``?``."""
-    op = result["config"]["op"]
-    updater_headers = ["strategy", f"{op} time", "per op", "vs ipi", "serialised", "skipped",
-                       "IPIs sent", "IPI round p50", "p99", "grace periods", "violations",
-                       "safety"]
-    walker_headers = ["strategy", "walks/s", "begin+end p50", "vs ipi", "added per walk",
-                      "share of a walk", "p99", "p99 vs ipi", f"walks during {op}", "retries"]
-    updater, walker, notes = [], [], []
+def _qualified(warning: str) -> tuple:
+    return next((keys for phrase, keys in QUALIFIES if phrase in warning), ("strategy",))
+
+
+def _walker_cells(name, side, rel, walks, retries, compact: bool) -> dict:
+    """The walker table's cells of one leg: its walker phase ``side`` and ``rel`` to ipi's."""
+    if name == "ipi" or not rel or rel["begin_end_ratio"] is None:
+        relative = {"walker_vs_ipi": "baseline" if name == "ipi" and side else "-",
+                    "added": "-", "share": "-"}
+    else:
+        added = _ns(rel["added_ns"])
+        if not rel["resolved"]:
+            added = UNRESOLVED + added if compact else added + " (within resolution)"
+        relative = {"walker_vs_ipi": _ratio(rel["begin_end_ratio"]), "added": added,
+                    "share": f"{rel['added_share']:+.1%}"}
+    side = side or {}
+    return {"walks_per_s": f"{side['walks_per_s']:,.0f}" if side else "-",
+            "walker_p50": _ns(side.get("begin_end_median_ns")), **relative,
+            "walker_p99": _ns(side.get("begin_end_p99_ns")),
+            "p99_vs_ipi": "-" if name == "ipi" or not rel else _ratio(rel["p99_ratio"]),
+            "walks": _count(walks), "retries": _count(retries)}
+
+
+def _ok_cells(leg, compact: bool) -> dict:
+    name, r = leg["strategy"], leg["ipi_round_s"]
+    return {
+        "strategy": name, "time": format_duration(leg["wall_s"]),
+        "per_op": format_duration(leg["per_op_s"]),
+        "vs_ipi": "baseline" if name == "ipi"
+        else _ratio(leg.get("speedup_vs_ipi"), "faster"),
+        "serialised": _count(leg["serialisations"]), "skipped": _count(leg["skipped"]),
+        "ipis_sent": _count(leg["ipis_sent"]), "ipi_p50": format_duration(r["median"]),
+        "ipi_p99": format_duration(r["p99"]), "grace_periods": _count(leg["grace_periods"]),
+        "violations": _count(leg["violations"]["total"]), "safety": leg["safety"],
+        **_walker_cells(name, leg.get("walker_side"), leg["walker_vs_ipi"], leg["walks"],
+                        leg["retries"], compact)}
+
+
+def _partial_cells(leg, base_side, compact: bool) -> dict:
+    """A leg cut short: the time and counts up to then, the walker phase if it ended."""
+    part, name = leg.get("partial"), leg["strategy"]
+    cells = {column.key: "-" for column in UPDATER + WALKER}
+    cells.update(strategy=name, safety=leg["status"].upper())
+    if not part:
+        return cells
+    done, total, elapsed = part["operations_done"], part["operations_total"], part["op_elapsed_s"]
+    if elapsed is not None:
+        share = f" ({done / total:.0%})" if total else ""
+        cells["time"] = format_duration(elapsed) + share
+        cells["per_op"] = format_duration(elapsed / done) if done else "-"
+    rounds = part["ipi_rounds_at_least"]
+    cells.update(serialised=f">={rounds:,}" if rounds else "0",
+                 ipis_sent=_count(part["ipis_sent"]),
+                 violations=_count((part["violations"] or {}).get("total")))
+    side = part["walker_side"]
+    rel = compare_to_ipi(side, base_side) if side else None
+    started = elapsed is not None
+    cells.update(_walker_cells(name, side, rel, part["walks"] if started else None,
+                               part["retries"] if started else None, compact))
+    return cells
+
+
+def table_rows(result: dict, compact: bool = False):
+    """``(rows, notes)``: every leg's cells by column key, in the order of the legs, a ``?``
+    on each figure a reason not to trust it qualifies, and the numbered notes giving them."""
+    base = next((leg for leg in result["legs"] if leg["strategy"] == "ipi"), None)
+    base_side = (base.get("walker_side") or (base.get("partial") or {}).get("walker_side")
+                 if base else None)
+    rows, notes = [], []
     for leg in result["legs"]:
         name = leg["strategy"]
-        if leg.get("status") != "ok":
-            failed = [name, leg.get("status", "?").upper(), leg.get("error", "")]
-            updater.append(failed + [""] * (len(updater_headers) - 3))
-            walker.append(failed[:2] + [""] * (len(walker_headers) - 2))
-            continue
-        for w in leg["warnings"]:
-            notes.append(f"[{len(notes) + 1}] {name}: {w}")
-        name += "?" if leg["warnings"] else ""
-        r = leg["ipi_round_s"]
-        updater.append([
-            name, format_duration(leg["wall_s"]), format_duration(leg["per_op_s"]),
-            "baseline" if leg["strategy"] == "ipi"
-            else _fmt_ratio(leg.get("speedup_vs_ipi"), "faster"),
-            leg["serialisations"], leg["skipped"], leg["ipis_sent"],
-            format_duration(r["median"]), format_duration(r["p99"]), leg["grace_periods"],
-            leg["violations"]["total"], leg["safety"]])
-        side, rel = leg.get("walker_side") or {}, leg["walker_vs_ipi"]
-        if leg["strategy"] == "ipi" or rel["begin_end_ratio"] is None:
-            relative = ["baseline" if leg["strategy"] == "ipi" else "-", "-", "-"]
+        if leg.get("status") == "ok":
+            cells = _ok_cells(leg, compact)
+            for warning in leg["warnings"]:
+                notes.append(f"[{len(notes) + 1}] {name}: {warning}")
+                for key in _qualified(warning):
+                    if not cells[key].endswith(MARK):
+                        cells[key] += MARK
         else:
-            noise = " (within resolution)" if not rel["resolved"] else ""
-            relative = [_fmt_ratio(rel["begin_end_ratio"]), _ns(rel["added_ns"]) + noise,
-                        f"{rel['added_share']:+.1%}"]
-        walker.append([
-            name, f"{side['walks_per_s']:.0f}" if side else "-",
-            _ns(side.get("begin_end_median_ns")), *relative,
-            _ns(side.get("begin_end_p99_ns")),
-            "-" if leg["strategy"] == "ipi" else _fmt_ratio(rel["p99_ratio"]),
-            leg["walks"], leg["retries"]])
-    if not any(leg.get("walker_side") for leg in result["legs"]):
-        # --walker-time 0: only the walks made during the operation are left to show.
-        keep = [0, len(walker_headers) - 2, len(walker_headers) - 1]
-        walker_headers = [walker_headers[i] for i in keep]
-        walker = [[row[i] for i in keep] for row in walker]
-    return (updater_headers, updater), (walker_headers, walker), notes
+            cells = _partial_cells(leg, base_side, compact)
+        rows.append(cells)
+    return rows, notes
+
+
+def _render(columns, rows, op: str, compact: bool, fmt: str = "simple") -> str:
+    """One table; ``simple`` is tabulate's, without the two spaces it pads every header
+    with (which would cost a column per header of width)."""
+    headers = [(c.short if compact else c.header).format(op=op) for c in columns]
+    body = [[row[c.key] for c in columns] for row in rows]
+    align = ["right" if c.numeric else "left" for c in columns]
+    if fmt != "simple":
+        return tabulate(body, headers, tablefmt=fmt, disable_numparse=True, colalign=align)
+    rule = ["-" * max(map(len, cells)) for cells in zip(headers, *body)]
+    return tabulate([headers, rule, *body], tablefmt="plain", disable_numparse=True,
+                    colalign=align)
+
+
+def _widest(text: str) -> int:
+    return max(len(line) for line in text.splitlines())
+
+
+def _fitted(title: str, columns, rows, op: str, compact: bool, width) -> list:
+    """``title`` and the table; if it is wider than ``width``, the fewest tables of about as
+    many columns each (every one with the strategy column) that fit."""
+    first, rest = columns[0], list(columns[1:])
+    for parts in range(1, len(rest) + 1):
+        size = -(-len(rest) // parts)
+        tables = [_render([first, *rest[i:i + size]], rows, op, compact)
+                  for i in range(0, len(rest), size)]
+        if width is None or all(_widest(t) <= width for t in tables):
+            break
+    out = [*_wrapped([title], width), tables[0]]
+    for table in tables[1:]:
+        out += ["", *_wrapped([f"{title.split(' (')[0]} (continued)"], width), table]
+    return out
+
+
+def _pick(columns, keys) -> list:
+    by_key = {c.key: c for c in columns}
+    return [by_key[key] for key in keys]
+
+
+def _walker_title(result: dict) -> str:
+    return ("Walker side (every CPU walking back to back, no updater running)"
+            if _has_walker_phase(result) else "Walker side (during the operation)")
+
+
+def _has_walker_phase(result: dict) -> bool:
+    return any(leg.get("walker_side") or (leg.get("partial") or {}).get("walker_side")
+               for leg in result["legs"])
+
+
+def _full_tables(result: dict) -> list:
+    """``(title, columns)`` of the full layout: updater side, walker side."""
+    walker = WALKER if _has_walker_phase(result) else _pick(WALKER, ("strategy", "walks",
+                                                                       "retries"))
+    return [("Updater side", UPDATER), (_walker_title(result), walker)]
+
+
+def _compact_tables(result: dict) -> list:
+    op = result["config"]["op"]
+    tables = [("Updater side", _pick(UPDATER, COMPACT_TIMES)),
+              (f"Counts during the {op}", _pick(UPDATER + WALKER, COMPACT_COUNTS))]
+    if _has_walker_phase(result):
+        tables.append((_walker_title(result), _pick(WALKER, COMPACT_WALKER)))
+    return tables
+
+
+def terminal_width():
+    """The terminal's width (or ``COLUMNS``); None when printing to no terminal, which has no
+    width to fit."""
+    return shutil.get_terminal_size(fallback=(0, 0)).columns or None
+
+
+def _wrapped(lines, width) -> list:
+    """Prose lines folded to ``width``, continuations indented under the text."""
+    if width is None:
+        return list(lines)
+    out = []
+    for line in lines:
+        indent = " " * (line.index("] ") + 2 if line.startswith("[") else 4)
+        # A figure stays whole: "20 us" is not cut between the number and its unit.
+        line = _FIGURE.sub("\\1" + _KEEP + "\\2", line)
+        out += [part.replace(_KEEP, " ") for part in textwrap.wrap(
+            line, width, subsequent_indent=indent, break_on_hyphens=False) or [line]]
+    return out
 
 
 def describe_setup(result: dict) -> list:
     c, h = result["config"], result["host"]
     return [
-        f"{c['cpus']} simulated CPUs ({c['active_cpus']} running the process), "
-        f"{c['op']} of {c['memory_h']} in {c['npmds']} THPs of {c['thp_size_h']}, "
+        f"{c['cpus']:,} simulated CPUs ({c['active_cpus']:,} running the process), "
+        f"{c['op']} of {c['memory_h']} in {c['npmds']:,} THPs of {c['thp_size_h']}, "
         f"cpumask {c['cpumask']}, {c['walk_rate']:g} walks/s per CPU, "
         f"IRQ-off window {format_duration(c['walk_window'])}, seed {c['seed']}",
         f"host: {h['usable_cores']} usable cores of {h['host_cpus']} "
@@ -88,6 +291,31 @@ def _ranges(cores) -> str:
     return ",".join(spans)
 
 
+def partial_lines(result: dict) -> list:
+    """One line per leg cut short with figures: how far it got, what its row shows."""
+    op, lines = result["config"]["op"], []
+    for leg in result["legs"]:
+        part = leg.get("partial")
+        if not part:
+            continue
+        where = {"starting": f"while starting its CPUs ({part['cpus_started']:,} of "
+                             f"{result['config']['cpus']:,} started)",
+                 "walker phase": "during its walker phase",
+                 "stopping": "while stopping its CPUs"}.get(part["phase"], f"during the {op}")
+        if part["op_elapsed_s"] is not None:
+            total = part["operations_total"]
+            where += (f" after {part['operations_done']:,} of {total:,} operations"
+                      if total else f" after {part['operations_done']:,} operations")
+            where += f" in {format_duration(part['op_elapsed_s'])}"
+        shown = ("its row shows the figures up to then (partial; serialised >=N: at least N "
+                 "IPI rounds)" if part["op_elapsed_s"] is not None
+                 else "its row shows what was known (partial)")
+        if part["walker_side"]:
+            shown += ", its walker phase had ended"
+        lines.append(f"{leg['strategy']} was {leg['status']} {where}: {shown}")
+    return lines
+
+
 def _trailer(result: dict) -> list:
     lines = []
     for w in result.get("warnings", []):
@@ -95,49 +323,62 @@ def _trailer(result: dict) -> list:
     for leg in result["legs"]:
         if leg.get("safety") == "VIOLATED":
             lines.append(f"SAFETY VIOLATION: {leg['strategy']} let walkers use freed page-table "
-                         f"memory {leg['violations']['total']} times. This is a bug in lpw_mp.")
+                         f"memory {leg['violations']['total']:,} times. This is a bug in lpw_mp.")
     for e in result.get("errors", []):
         lines.append(f"error: {e}")
     if result["status"] == "interrupted":
-        lines.append("this run was interrupted: only the strategies above that show figures "
-                     "finished")
+        lines.append("this run was interrupted: only the strategies above with a safety "
+                     "verdict finished")
     return lines
 
 
-def format_terminal(result: dict) -> str:
-    (uh, ur), (wh, wr), notes = table_rows(result)
-    parts = describe_setup(result) + [
-        "", "Updater side", tabulate(ur, uh, tablefmt="simple", disable_numparse=True),
-        "", "Walker side (every CPU walking back to back, no updater running)"
-        if result["config"].get("walker_time") else "Walker side (during the operation)",
-        tabulate(wr, wh, tablefmt="simple", disable_numparse=True)]
-    if notes:
-        parts += ["", "? figures not to be trusted:"] + notes
-    trailer = _trailer(result)
-    if trailer:
-        parts += [""] + trailer
+def format_terminal(result: dict, width=None) -> str:
+    """The report for a terminal of ``width`` columns (default: this terminal's; none when
+    not printing to one): the full tables if they fit, else the compact ones, and the prose
+    folded to fit."""
+    width = width or terminal_width()
+    op = result["config"]["op"]
+    rows, notes = table_rows(result)
+    full = _full_tables(result)
+    compact = width is not None and any(
+        _widest(_render(columns, rows, op, False)) > width for _, columns in full)
+    if compact:
+        rows, notes = table_rows(result, compact=True)
+    parts = _wrapped(describe_setup(result), width)
+    for title, columns in (_compact_tables(result) if compact else full):
+        parts += [""] + _fitted(title, columns, rows, op, compact, width)
+    if compact and any(row["added"].startswith(UNRESOLVED) for row in rows):
+        parts += _wrapped([f"{UNRESOLVED}: the added median is within the histogram's "
+                           f"resolution, not told apart from ipi's"], width)
+    for heading, lines in (("? marks a figure not to be trusted:", notes),
+                           ("", partial_lines(result) + _trailer(result))):
+        if lines:
+            parts += [""] + ([heading] if heading else []) + _wrapped(lines, width)
     return "\n".join(parts)
 
 
 def format_markdown(result: dict) -> str:
-    (uh, ur), (wh, wr), notes = table_rows(result)
+    """The report in Markdown: the full tables, whatever the terminal."""
+    op = result["config"]["op"]
+    rows, notes = table_rows(result)
+    (_, updater), (_, walker) = _full_tables(result)
     parts = [f"# lpw_mp run {result.get('run_id', '')}".rstrip(), "",
              f"Status: **{result['status']}**, started {result['started']}, "
              f"finished {result['finished']}.", "",
              f"Command: `{' '.join(result['command'])}`", ""]
     parts += [f"- {line}" for line in describe_setup(result)]
-    parts += ["", "## Updater side", "", tabulate(ur, uh, tablefmt="github", disable_numparse=True),
+    parts += ["", "## Updater side", "", _render(updater, rows, op, False, "pipe"),
               "", "## Walker side", "",
               "Measured in a walker phase of its own: every CPU walks back to back, with no "
               "updater running. Times are medians (p50) and p99 of IRQ-disable + begin and "
               "end + IRQ-enable per walk; `vs ipi` divides by the ipi walker, which only sets "
               "and clears its IRQ flag; `share of a walk` is the added median time over ipi's "
               "median IRQ-off window.", "",
-              tabulate(wr, wh, tablefmt="github", disable_numparse=True)]
+              _render(walker, rows, op, False, "pipe")]
     if notes:
-        parts += ["", "Figures marked `?` are not to be trusted:", ""]
+        parts += ["", "A figure marked `?` is not to be trusted:", ""]
         parts += [f"- {n}" for n in notes]
-    trailer = _trailer(result)
+    trailer = partial_lines(result) + _trailer(result)
     if trailer:
         parts += [""] + [f"- {line}" for line in trailer]
     return "\n".join(parts) + "\n"
