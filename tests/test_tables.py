@@ -12,8 +12,8 @@ import pytest
 from lpw_mp.commands.cli import main
 from lpw_mp.results import schemas
 from lpw_mp.results.stats import MIN_SAMPLES
-from lpw_mp.results.tables import UPDATER, _qualified, format_markdown, format_terminal
-from lpw_mp.results.verdicts import annotate, leg_warnings
+from lpw_mp.results.tables import UPDATER, format_markdown, format_terminal
+from lpw_mp.results.verdicts import FIGURES, annotate, flagged_warnings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -128,17 +128,19 @@ def test_the_mark_lands_on_the_figure_it_qualifies(real):
 
 
 def test_every_reason_not_to_trust_a_figure_marks_a_figure():
-    """Each reason verdicts gives not to trust a leg's figures is placed on a figure, not on
-    the strategy's name (a reworded reason would fall back to the name: this catches it)."""
+    """Each reason verdicts gives not to trust a leg's figures names the figures it is about
+    (none falls back to the strategy's name), and only figures the tables have."""
     leg = {"strategy": "none", "safe": False, "ipi_round_s": {"n": 3, "cv": 0.0},
            "walker_side": {"walks": MIN_SAMPLES - 1, "seconds": 0.1},
            "walk_lateness_s": 1.0, "wall_s": 10.0, "walks": 1, "pool_exhausted": 2,
            "violations": {"total": 0}}
     config = {"walk_rate": 20.0, "active_cpus": 8, "op": "munmap"}
-    reasons = leg_warnings(leg, {}, config)
-    reasons += leg_warnings({**leg, "ipi_round_s": {"n": MIN_SAMPLES, "cv": 2.0}}, {}, config)
-    assert len(set(reasons)) == 8
-    assert [r for r in reasons if _qualified(r) == ("strategy",)] == []
+    flagged = flagged_warnings(leg, {}, config)
+    flagged += flagged_warnings({**leg, "ipi_round_s": {"n": MIN_SAMPLES, "cv": 2.0}}, {},
+                                config)
+    assert len({text for text, _ in flagged}) == 8
+    assert all(figures and "strategy" not in figures for _, figures in flagged)
+    assert {key for _, figures in flagged for key in figures} <= set(FIGURES)
 
 
 def test_a_leg_cut_short_shows_its_partial_figures(big):
@@ -163,3 +165,19 @@ def test_markdown_keeps_the_full_tables_on_any_terminal(big, monkeypatch):
     header = next(line for line in markdown.splitlines() if line.startswith("| strategy"))
     assert [cell.strip() for cell in header.strip("|").split("|")] == FULL_UPDATER
     assert len(UPDATER) == len(FULL_UPDATER)
+
+
+def test_a_result_not_yet_judged_formats_as_a_judged_one(big):
+    """The formatters judge a result themselves when it carries no verdicts (a document from
+    elsewhere, a caller that skipped annotate): the same text, no KeyError, and the input is
+    left as it was."""
+    raw = copy.deepcopy(big)
+    for leg in raw["legs"]:
+        for key in ("safety", "warnings", "warning_figures", "walker_vs_ipi", "speedup_vs_ipi"):
+            leg.pop(key, None)
+    raw.pop("warnings", None)
+    before = copy.deepcopy(raw)
+    judged = annotate(copy.deepcopy(raw))
+    assert format_terminal(raw, width=160) == format_terminal(judged, width=160)
+    assert format_markdown(raw) == format_markdown(judged)
+    assert raw == before

@@ -88,7 +88,7 @@ def describe_exit(code) -> str:
 class Emulator:
     """Shared state and processes of one run of one strategy. Use as a context manager."""
 
-    def __init__(self, cfg, strategy: str, hooks=(), ctx=None):
+    def __init__(self, cfg, strategy: str, hooks=(), ctx=None, on_cpu_started=None):
         self.cfg = cfg
         self.strategy_name = strategy
         self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
@@ -106,6 +106,8 @@ class Emulator:
         self._watch(self.machine, self.strategy, self.checker, self.hooks)
         self.progress = new_progress()
         self.cpus = []
+        #: Called with the number of CPUs forked so far, after each fork (a progress display).
+        self.on_cpu_started = on_cpu_started
         self.coord = None
         self._conn = None
         self._go = None
@@ -153,6 +155,8 @@ class Emulator:
                         f"could not start simulated CPU {cpu} of {cfg.cpus} under strategy "
                         f"{self.strategy_name}: {exc.strerror or exc} (lower --cpus)") from None
                 self.cpus.append(proc)
+                if self.on_cpu_started is not None:
+                    self.on_cpu_started(len(self.cpus))
         self._wait_ready()
 
     def _wait_ready(self) -> None:

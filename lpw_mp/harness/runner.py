@@ -64,21 +64,6 @@ def violation_summary(checker) -> dict:
             "examples": checker.violations()[:10]}
 
 
-class _WatchedEmulator(Emulator):
-    """A leg's emulator that tells the progress display about every CPU it forks, so that a
-    long start-up (hundreds of CPUs on a busy host) shows how far it got."""
-
-    def __init__(self, cfg, name, on_cpu_started):
-        self._on_cpu_started = on_cpu_started
-        super().__init__(cfg, name)
-
-    def _fork(self, comm, target, *args):
-        proc = super()._fork(comm, target, *args)
-        if comm.startswith("cpu"):
-            self._on_cpu_started(len(self.cpus) + 1)  # recorded in self.cpus on return
-        return proc
-
-
 class Leg:
     """One strategy's leg as the parent sees it: ``run`` it, and if it is cut short (a signal,
     a failure) ``stub`` keeps what was known by then under ``partial``."""
@@ -95,7 +80,7 @@ class Leg:
     def run(self) -> dict:
         """A fresh machine, the walker phase, the operation under the strategy, its counts."""
         cfg, progress = self.cfg, self.progress
-        self.emu = emu = _WatchedEmulator(cfg, self.name, progress.cpus_started)
+        self.emu = emu = Emulator(cfg, self.name, on_cpu_started=progress.cpus_started)
         with emu:
             try:
                 if cfg.walker_time:

@@ -14,21 +14,9 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.results.verdicts import compare_to_ipi
+from lpw_mp.results.verdicts import annotated, compare_to_ipi
 from lpw_mp.units import format_duration
 
-#: Which figure each of ``verdicts.leg_warnings``'s reasons qualifies, by a phrase of its text;
-#: a reason not listed marks the strategy's name.
-QUALIFIES = (
-    ("IPI rounds: the median is not reliable", ("ipi_p50", "ipi_p99")),
-    ("p99 of only", ("ipi_p99",)),
-    ("IPI round latency is unstable", ("ipi_p50",)),
-    ("of walker phase", ("walks_per_s", "walker_p50", "walker_p99")),
-    ("late on average", ("walks",)),
-    ("the host could not keep up, so the updater met fewer walks", ("walks",)),
-    ("the PTE page pool ran out", ("time",)),
-    ("the unsafe control was not caught", ("safety",)),
-)
 MARK = "?"
 #: A number and its unit, which prose is not folded between; and what holds them together.
 _FIGURE = re.compile(r"([0-9]) (ns|us|ms|s|GiB|x)\b")
@@ -95,10 +83,6 @@ def _ns(value) -> str:
     return format_duration(value / 1e9 if value is not None else None)
 
 
-def _qualified(warning: str) -> tuple:
-    return next((keys for phrase, keys in QUALIFIES if phrase in warning), ("strategy",))
-
-
 def _walker_cells(name, side, rel, walks, retries, compact: bool) -> dict:
     """The walker table's cells of one leg: its walker phase ``side`` and ``rel`` to ipi's."""
     if name == "ipi" or not rel or rel["begin_end_ratio"] is None:
@@ -160,6 +144,7 @@ def _partial_cells(leg, base_side, compact: bool) -> dict:
 def table_rows(result: dict, compact: bool = False):
     """``(rows, notes)``: every leg's cells by column key, in the order of the legs, a ``?``
     on each figure a reason not to trust it qualifies, and the numbered notes giving them."""
+    result = annotated(result)
     base = next((leg for leg in result["legs"] if leg["strategy"] == "ipi"), None)
     base_side = (base.get("walker_side") or (base.get("partial") or {}).get("walker_side")
                  if base else None)
@@ -168,9 +153,11 @@ def table_rows(result: dict, compact: bool = False):
         name = leg["strategy"]
         if leg.get("status") == "ok":
             cells = _ok_cells(leg, compact)
-            for warning in leg["warnings"]:
+            # A document annotated before warnings named their figures marks the strategy.
+            figures = leg.get("warning_figures") or [["strategy"]] * len(leg["warnings"])
+            for warning, keys in zip(leg["warnings"], figures):
                 notes.append(f"[{len(notes) + 1}] {name}: {warning}")
-                for key in _qualified(warning):
+                for key in keys:
                     if not cells[key].endswith(MARK):
                         cells[key] += MARK
         else:
@@ -336,6 +323,7 @@ def format_terminal(result: dict, width=None) -> str:
     """The report for a terminal of ``width`` columns (default: this terminal's; none when
     not printing to one): the full tables if they fit, else the compact ones, and the prose
     folded to fit."""
+    result = annotated(result)
     width = width or terminal_width()
     op = result["config"]["op"]
     rows, notes = table_rows(result)
@@ -359,6 +347,7 @@ def format_terminal(result: dict, width=None) -> str:
 
 def format_markdown(result: dict) -> str:
     """The report in Markdown: the full tables, whatever the terminal."""
+    result = annotated(result)
     op = result["config"]["op"]
     rows, notes = table_rows(result)
     (_, updater), (_, walker) = _full_tables(result)

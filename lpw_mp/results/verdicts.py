@@ -1,6 +1,8 @@
 """Judging a result: the safety verdict, the reasons not to trust a figure (pyperf-style
 warnings), the walker side against ipi's, and the exit status."""
 
+import copy
+
 from lpw_mp.results.stats import MIN_SAMPLES, P99_SAMPLES
 from lpw_mp.units import format_duration
 
@@ -21,40 +23,56 @@ def safety_verdict(leg: dict) -> str:
     return "caught" if total else "not caught"
 
 
-def leg_warnings(leg: dict, host: dict, config: dict) -> list:
-    """Reasons, pyperf-style, not to trust a leg's figures."""
+#: The figures of a leg a warning can qualify, by the keys the tables use for them.
+FIGURES = ("time", "ipi_p50", "ipi_p99", "walks", "walks_per_s", "walker_p50", "walker_p99",
+           "safety", "strategy")
+
+
+def flagged_warnings(leg: dict, host: dict, config: dict) -> list:
+    """Reasons, pyperf-style, not to trust a leg's figures: ``(text, figures)`` pairs, where
+    ``figures`` names the figures (``FIGURES``) the reason is about, for the ``?`` marks."""
     out = []
     rounds = leg["ipi_round_s"]
     if 0 < rounds["n"] < MIN_SAMPLES:
-        out.append(f"only {rounds['n']} IPI rounds: the median is not reliable")
+        out.append((f"only {rounds['n']} IPI rounds: the median is not reliable",
+                    ("ipi_p50", "ipi_p99")))
     elif MIN_SAMPLES <= rounds["n"] < P99_SAMPLES:
-        out.append(f"p99 of only {rounds['n']} IPI rounds: it rests on one or two samples")
+        out.append((f"p99 of only {rounds['n']} IPI rounds: it rests on one or two samples",
+                    ("ipi_p99",)))
     if rounds["n"] >= MIN_SAMPLES and rounds["cv"] > UNSTABLE_CV:
-        out.append(f"IPI round latency is unstable (coefficient of variation {rounds['cv']:.2f})")
+        out.append((f"IPI round latency is unstable (coefficient of variation "
+                    f"{rounds['cv']:.2f})", ("ipi_p50",)))
     walker = leg.get("walker_side")
     if walker is not None and walker["walks"] < MIN_SAMPLES:
-        out.append(f"only {walker['walks']} walks in {walker['seconds']:.1f} s of walker phase: "
-                   f"walker-side figures are not reliable (raise --walker-time or --walk-rate)")
+        out.append((f"only {walker['walks']} walks in {walker['seconds']:.1f} s of walker "
+                    f"phase: walker-side figures are not reliable (raise --walker-time or "
+                    f"--walk-rate)", ("walks_per_s", "walker_p50", "walker_p99")))
     rate = config["walk_rate"]
     late = leg["walk_lateness_s"]
     if rate and late is not None and late > max(1.0 / rate, 0.005):
-        out.append(f"walks started {format_duration(late)} late on average: the host could not "
-                   f"keep up with --walk-rate {rate:g}")
+        out.append((f"walks started {format_duration(late)} late on average: the host could "
+                    f"not keep up with --walk-rate {rate:g}", ("walks",)))
     # Walks are drawn at --walk-rate but only start when the host runs the CPU: on a busy host
     # the updater then met far fewer walks than the figures are said to be for.
     wall, active = leg["wall_s"], config["active_cpus"]
     expected = rate * wall * active if wall and active else 0
     if expected >= MIN_SAMPLES and leg["walks"] < expected * SHORTFALL:
-        out.append(f"walks ran at {leg['walks'] / wall / active:.3g}/s per CPU during the "
-                   f"{config['op']}, under {SHORTFALL:.0%} of the {rate:g}/s asked "
-                   f"(--walk-rate): the host could not keep up, so the updater met fewer "
-                   f"walks than asked")
+        out.append((f"walks ran at {leg['walks'] / wall / active:.3g}/s per CPU during the "
+                    f"{config['op']}, under {SHORTFALL:.0%} of the {rate:g}/s asked "
+                    f"(--walk-rate): the host could not keep up, so the updater met fewer "
+                    f"walks than asked", ("walks",)))
     if leg["pool_exhausted"]:
-        out.append(f"{leg['pool_exhausted']} splits skipped: the PTE page pool ran out")
+        out.append((f"{leg['pool_exhausted']} splits skipped: the PTE page pool ran out",
+                    ("time",)))
     if safety_verdict(leg) == "not caught":
-        out.append("the unsafe control was not caught: the workload did not hit the race "
-                   "(see README, 'Catching the race')")
+        out.append(("the unsafe control was not caught: the workload did not hit the race "
+                    "(see README, 'Catching the race')", ("safety",)))
     return out
+
+
+def leg_warnings(leg: dict, host: dict, config: dict) -> list:
+    """The texts of ``flagged_warnings``."""
+    return [text for text, _ in flagged_warnings(leg, host, config)]
 
 
 def run_warnings(result: dict) -> list:
@@ -75,7 +93,9 @@ def annotate(result: dict) -> dict:
     base = next((leg for leg in legs_ok if leg["strategy"] == "ipi"), None)
     for leg in legs_ok:
         leg["safety"] = safety_verdict(leg)
-        leg["warnings"] = leg_warnings(leg, result["host"], result["config"])
+        flagged = flagged_warnings(leg, result["host"], result["config"])
+        leg["warnings"] = [text for text, _ in flagged]
+        leg["warning_figures"] = [list(figures) for _, figures in flagged]
         leg["walker_vs_ipi"] = compare_to_ipi(leg.get("walker_side"),
                                               base.get("walker_side") if base else None)
         if base and base["wall_s"] and leg["wall_s"]:
@@ -84,6 +104,15 @@ def annotate(result: dict) -> dict:
     result["unsafe_violations"] = sum(leg["violations"]["total"] for leg in legs_ok
                                       if leg["safe"])
     return result
+
+
+def annotated(result: dict) -> dict:
+    """``result`` if it carries its verdicts, else an annotated copy: what a formatter reads
+    is there whoever made the document."""
+    legs_ok = [leg for leg in result["legs"] if leg.get("status") == "ok"]
+    if "warnings" in result and all("safety" in leg and "warnings" in leg for leg in legs_ok):
+        return result
+    return annotate(copy.deepcopy(result))
 
 
 def exit_status(result: dict) -> int:
