@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from lpw_mp.commands.shell import (Parser, UsageError, add_run_options, finish, invoked_as,
-                                  parse_config)
+                                  parse_config, written)
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results.folders import write_run
@@ -273,6 +273,5 @@ def main(argv) -> int:
                 format_terminal(result), "",
                 "against the published figures (128 CPUs, 496G of 2M THPs, munmap):",
                 *format_reproduce(result["reproduce"]), "",
-                f"report: {folder}/reproduce.md  {folder}/report.md  result: "
-                f"{folder}/result.json"]),
+                written(folder, "reproduce.md", "report.md", "result.json")]),
             exit_status)

@@ -3,7 +3,8 @@
 import argparse
 
 from lpw_mp import __version__
-from lpw_mp.commands.shell import PROG, Parser, invoked_as, add_run_options, finish, parse_config
+from lpw_mp.commands.shell import (PROG, Parser, add_run_options, finish, invoked_as, parse_config,
+                                   written)
 from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.harness.runner import run
 from lpw_mp.harness.signals import deferred_signals
@@ -33,6 +34,6 @@ def main(argv) -> int:
                      progress=terminal_progress(cfg) if show_progress else None)
         annotate(result)
         return finish(args, result, lambda doc: write_run(doc, cfg.runs_dir),
-                      lambda folder: format_terminal(result) + f"\n\nreport: {folder}/report.md"
-                                                             f"  result: {folder}/result.json",
+                      lambda folder: format_terminal(result) + "\n\n" + written(
+                          folder, "report.md", "result.json"),
                       exit_status)

@@ -136,6 +136,12 @@ def print_outcome(args, document: dict, folder: str, text: str) -> None:
         print(folder if args.quiet else text)
 
 
+def written(folder: str, *names: str) -> str:
+    """The last line of a command's output: where its result is, the folder once and then its
+    files, so that a long runs path is not printed three times over."""
+    return f"written to {folder}/: {', '.join(names)}"
+
+
 def finish(args, document: dict, write, render, status) -> int:
     """The end of every command that produces a result: write its folder with ``write(document)``
     (returning the folder), print what ``args`` asks for (``render(folder)`` is the text), and

@@ -23,7 +23,8 @@ from lpw_mp import __version__
 
 from lpw_mp.harness import resources
 from lpw_mp.commands.shell import (PROG, Parser, UsageError, add_run_options, finish,
-                                  invoked_as, parse_config, parse_float, parse_int)
+                                  invoked_as, parse_config, parse_float, parse_int,
+                                  written)
 from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
 from lpw_mp.harness.config import ConfigError
 from lpw_mp.harness.hostinfo import host_metadata
@@ -257,9 +258,8 @@ def main(argv) -> int:
         return folder
 
     def render(folder):
-        return format_terminal(sweep) + (
-            f"\n\nsweep: {folder}/sweep.md  json: {folder}/sweep.json"
-            + (f"  plot: {folder}/sweep.png" if plotted else ""))
+        return format_terminal(sweep) + "\n\n" + written(
+            folder, "sweep.md", "sweep.json", *(["sweep.png"] if plotted else []))
 
     with deferred_signals():
         sweep = run_sweep(base, varied, points, argv, show_progress)
