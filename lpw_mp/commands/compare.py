@@ -19,7 +19,7 @@ from lpw_mp.units import format_duration, format_value
 SUMMARY = "set runs side by side, each figure as a ratio to the first"
 
 #: Keys that follow from others (npmds from memory) or do not change a measurement.
-IGNORED_KEYS = {"npmds", "memory_h", "thp_size_h", "active_cpus", "runs_dir", "strategies"}
+IGNORED_KEYS = {*Config.DERIVED_KEYS, "runs_dir", "strategies"}
 #: Host facts that make two runs' timings incomparable when they differ.
 HOST_KEYS = ("hostname", "usable_cores", "processor", "python")
 

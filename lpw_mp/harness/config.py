@@ -76,12 +76,14 @@ class Config:
     def effective_pte_fraction(self) -> float:
         return {"split": 0.0, "collapse": 1.0}.get(self.op, self.pte_fraction)
 
+    #: The keys ``to_dict`` adds, derived from the others (a reader compares the others).
+    DERIVED_KEYS = ("npmds", "memory_h", "thp_size_h", "active_cpus")
+
     def to_dict(self) -> dict:
         d = asdict(self)
-        d["npmds"] = self.npmds
-        d["memory_h"] = format_size(self.memory)
-        d["thp_size_h"] = format_size(self.thp_size)
-        d["active_cpus"] = self.active_cpus
+        derived = (self.npmds, format_size(self.memory), format_size(self.thp_size),
+                   self.active_cpus)
+        d.update(zip(self.DERIVED_KEYS, derived))
         return d
 
     def validate(self) -> "Config":
