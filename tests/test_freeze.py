@@ -6,6 +6,8 @@ what it was doing, keeps what finished, and leaves nothing behind."""
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 
 import psutil
@@ -263,3 +265,75 @@ def test_a_stopped_process_fails_the_run_and_keeps_the_legs_that_finished(tmp_pa
     assert result["legs"][0]["skipped"] == 65536
     assert not alive(target)
     assert_nothing_left(procs, shm)
+
+
+
+#: A machine whose coordinator waits in an IPI round that CPU 1, paused in its IRQ-off window,
+#: holds open; the walker is let go when a line arrives on stdin.
+ROUND_HELD_OPEN = """
+import multiprocessing, sys, time
+sys.path.insert(0, "tests")
+from conftest import small_config
+from helpers import acquire, wait_for_phase, wait_until
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
+from lpw_mp.kernel.hooks import WalkHook
+
+ctx = multiprocessing.get_context("fork")
+hook = WalkHook(ctx, cpu=1, slot=2)
+c = small_config(cpus=3, memory=16 << 20, pte_fraction=1.0, ipi_timeout=2.0)
+with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
+    acquire(hook.paused)
+    emu.start_coordinator(slots=[2])
+    wait_for_phase(emu, 2, PHASE_SERIALIZING)
+    m = emu.machine
+    wait_until(lambda: m.ipi_gen[1] == m.ack_gen[1] + 1, what="the IPI to CPU 1")
+    time.sleep(0.5)  # the coordinator is past its first poll, inside its bounded wait
+    print("waiting", flush=True)
+    sys.stdin.readline()
+    hook.resume.release()
+    try:
+        emu.wait_coordinator()
+        print("ok", flush=True)
+    except EmulatorError as exc:
+        print(exc, flush=True)
+"""
+
+
+def test_a_whole_job_stopped_longer_than_the_bound_is_not_a_timeout():
+    """The whole job is stopped (Ctrl-Z, SIGSTOP to its process group) for longer than
+    --ipi-timeout while the coordinator waits in an IPI round, then continued: the stop does
+    not count against the bound. The round's holder lets go soon after the job is continued,
+    well within the bound, and the round completes."""
+    proc = subprocess.Popen([sys.executable, "-c", ROUND_HELD_OPEN], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        assert proc.stdout.readline() == "waiting\n"
+        os.killpg(proc.pid, signal.SIGSTOP)
+        time.sleep(3.0)  # longer than the 2 s bound
+        os.killpg(proc.pid, signal.SIGCONT)
+        time.sleep(0.3)
+        out, err = proc.communicate("release\n", timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert out == "ok\n", out + err
+
+
+def test_a_whole_job_stopped_and_continued_completes(tmp_path):
+    """The whole job, the parent and every child, is stopped (as Ctrl-Z or a SIGSTOP to its
+    process group stops it) for longer than --ipi-timeout while an IPI round may be under way,
+    then continued: no deadline counts the time everybody was stopped, and the run completes
+    with exit status 0."""
+    with cli_run(tmp_path, *THREE_LEGS, "--ipi-timeout", "1s") as cli:
+        child_named(cli, "ipi:coord")
+        os.killpg(cli.pid, signal.SIGSTOP)
+        time.sleep(2.5 * BOUND)
+        os.killpg(cli.pid, signal.SIGCONT)
+        out, err, _ = finish(cli, time.monotonic())
+    assert cli.returncode == 0, out + err
+    result = only_run_folder(tmp_path)
+    assert result["status"] == "complete"
+    assert [leg["status"] for leg in result["legs"]] == ["ok", "ok", "ok"]

@@ -7,9 +7,9 @@ import pathlib
 
 import pytest
 
-import lpw_mp
-
-PACKAGE = pathlib.Path(lpw_mp.__file__).parent
+#: The repository's package source (not an installed copy, which has no README beside it).
+REPO = pathlib.Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "lpw_mp"
 
 #: From the bottom up. A module may import its own layer and those below it.
 LAYERS = ["units", "results", "kernel", "harness", "commands", "entry"]
@@ -102,7 +102,7 @@ def test_the_check_sees_an_upward_import(tmp_path, monkeypatch, source, offendin
 
 def readme_modules() -> set:
     """The module paths the README's Layout table names (relative to the package)."""
-    readme = (PACKAGE.parent / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     section = readme.split("\n## Layout\n", 1)[1].split("\n## ", 1)[0]
     rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `")]
     return {cell.strip().strip("*").strip("`") for cell in rows}

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 
 from lpw_mp.kernel.coordinator import Updater
 from lpw_mp.kernel.cpu import SimulatedCPU
-from lpw_mp.kernel.machine import Aborted, WaitTimeout
+from lpw_mp.kernel.machine import Aborted, WaitTimeout, count_resumes
 
 PR_SET_NAME = 15
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -35,6 +35,7 @@ def become_child(parent_pid: int) -> None:
     # Ctrl-C goes to the whole process group; only the parent decides what it means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    count_resumes()
 
 
 def run_named(comm: str, target, *args) -> None:

@@ -22,8 +22,7 @@ from multiprocessing.connection import wait
 
 import psutil
 
-from lpw_mp.harness.child import (CoordinatorArgs, CPUArgs, coordinator_main, cpu_main,
-                                  run_named)
+from lpw_mp.harness.child import CoordinatorArgs, CPUArgs, coordinator_main, cpu_main, run_named
 from lpw_mp.harness.janitor import Janitor
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.kernel.checker import SafetyChecker
@@ -31,7 +30,7 @@ from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_S
                                        PHASE_UNLINKED, new_progress)
 from lpw_mp.kernel.hooks import LockHook, WalkHook
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
-                                   HIST_BUCKETS, Machine)
+                                   HIST_BUCKETS, Deadline, Machine, count_resumes)
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.strategies import STRATEGIES
 
@@ -92,6 +91,7 @@ class Emulator:
         self.cfg = cfg
         self.strategy_name = strategy
         self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
+        count_resumes()  # the parent's watchdogs, too, do not count a stop of the whole job
         # Started before the first semaphore, so that none is ever left unwatched.
         self.janitor = Janitor() if self.ctx.get_start_method() == "spawn" else None
         self.table = PageTable(cfg.npmds, cfg.thp_size, cfg.pool_pages())
@@ -160,11 +160,11 @@ class Emulator:
         self._wait_ready()
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_BASE + READY_PER_CPU * self.cfg.cpus
+        deadline = Deadline(READY_BASE + READY_PER_CPU * self.cfg.cpus)
         for _ in range(self.cfg.cpus):
             while not self.machine.ready.acquire(True, 0.5):
                 self.raise_if_cpu_died("while starting")
-                if time.monotonic() > deadline:
+                if deadline.expired():
                     late = [cpu for cpu in range(self.cfg.cpus)
                             if self.machine.doing[cpu] == DOING_START]
                     raise EmulatorError(
@@ -266,7 +266,7 @@ class Emulator:
         received, outcome = bytearray(), None
         abort_deadline = None
         bound = self.cfg.ipi_timeout
-        beat, beat_at = None, time.monotonic()
+        beat, still = None, Deadline(bound)
         while True:
             ready = wait(watched, timeout=poll)
             if self._conn in ready:
@@ -295,8 +295,9 @@ class Emulator:
                 break
             now_beat = (self.progress[P_DONE], self.machine.coord_beat.value, len(received))
             if now_beat != beat:
-                beat, beat_at = now_beat, time.monotonic()
-            elif time.monotonic() - beat_at > bound and not self._dead:
+                beat = now_beat
+                still.restart()
+            elif still.expired() and not self._dead:
                 self._frozen = True
                 raise EmulatorError(f"the coordinator made no progress for {bound:g} s under "
                                     f"strategy {self.strategy_name}: "

@@ -6,7 +6,7 @@ import time
 from multiprocessing.connection import wait
 
 from lpw_mp.harness.emulator import EmulatorError
-from lpw_mp.kernel.machine import HIST_STEPS
+from lpw_mp.kernel.machine import HIST_STEPS, Deadline
 from lpw_mp.results.stats import hist_percentile
 
 
@@ -37,11 +37,11 @@ def measure_walkers(emu, seconds: float) -> dict:
     # The updater must not start while CPUs are still walking back to back: under count that
     # would turn skipped serialisations into broadcasts.
     bound = emu.cfg.ipi_timeout
-    deadline = time.monotonic() + bound
+    deadline = Deadline(bound)
     while not all(m.settled):
         if wait(sentinels, timeout=0.002):
             emu.raise_if_cpu_died("while ending the walker phase")
-        if time.monotonic() > deadline:
+        if deadline.expired():
             late = [cpu for cpu in range(m.ncpus) if not m.settled[cpu]]
             raise EmulatorError(f"simulated CPUs did not leave the walker phase within "
                                 f"{bound:g} s under strategy {emu.strategy_name}: "

@@ -13,6 +13,7 @@ Each CPU also says what it is doing in ``doing`` (a store per state change, none
 IRQ flag says a walk is under way), which the parent reads to say why a CPU did not answer.
 """
 
+import signal
 import threading
 import time
 from multiprocessing.sharedctypes import RawArray, RawValue
@@ -44,6 +45,45 @@ DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK = range(5)
 CPUMASK_MODES = ("sticky", "trim", "accurate")
 
 _mb_lock = threading.Lock()
+
+
+#: SIGCONTs this process has received: each one restarts every ``Deadline`` of the process.
+_resumes = 0
+
+
+def _on_resume(signum, frame) -> None:
+    global _resumes
+    _resumes += 1
+
+
+def count_resumes() -> None:
+    """Count this process's SIGCONTs (the main thread only can install the handler; the
+    signal still resumes the process, whatever its handler)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCONT, _on_resume)
+
+
+class Deadline:
+    """A bound of ``seconds`` that starts again when this process is resumed from a stop: a
+    whole job stopped (Ctrl-Z, SIGSTOP to its process group) and continued has not timed out,
+    since nobody in it could answer meanwhile. A single process stopped alone is still late
+    for everybody else, whose deadlines keep running."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.restart()
+
+    def restart(self) -> None:
+        self._resumes = _resumes
+        self._at = time.monotonic() + self.seconds
+
+    def remaining(self) -> float:
+        if _resumes != self._resumes:
+            self.restart()
+        return self._at - time.monotonic()
+
+    def expired(self) -> bool:
+        return self.remaining() <= 0
 
 
 def acquire_or_exit(lock, stop) -> None:
@@ -188,21 +228,19 @@ class Machine:
 
         At the deadline ``expired()`` returns the exception to raise, or None if what was
         awaited is certain to arrive (the wait then goes on, one poll at a time)."""
-        monotonic = time.monotonic
-        deadline = monotonic() + timeout
+        deadline = Deadline(timeout)
         beat, abort = self.coord_beat, self.abort
         while True:
-            left = deadline - monotonic()
-            if acquire(True, min(ABORT_POLL, max(left, 0.0))):
+            if acquire(True, min(ABORT_POLL, max(deadline.remaining(), 0.0))):
                 return
             beat.value += 1
             if abort.value:
                 raise Aborted(f"run aborted while waiting for {what}")
-            if monotonic() >= deadline:
+            if deadline.expired():
                 exc = expired()
                 if exc is not None:
                     raise exc
-                deadline = monotonic() + ABORT_POLL
+                deadline = Deadline(ABORT_POLL)
 
     def acquire_bounded(self, lock, timeout: float, lock_name: str) -> None:
         """The coordinator takes ``lock``, shared with the CPUs, within ``timeout`` or raises
