@@ -9,7 +9,7 @@ from lpw_mp.kernel.coordinator import Updater
 from lpw_mp.kernel.machine import Machine
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.strategies import STRATEGIES
-from lpw_mp.kernel.strategies.rcu import SLOT_STRIDE
+from lpw_mp.kernel.rcu import SLOT_STRIDE
 
 NSLOTS = 12
 CTX = multiprocessing.get_context("fork")
@@ -28,7 +28,7 @@ def in_process_updater(strategy_name, pte_fraction, seed, pool):
     strategy = STRATEGIES[strategy_name](CTX, machine)
     if strategy_name == "rcu":
         for cpu in range(machine.ncpus):
-            strategy.idle[cpu * SLOT_STRIDE] = 1
+            strategy.rcu.idle[cpu * SLOT_STRIDE] = 1
     return table, strategy, Updater(machine, table, strategy, timeout=1.0)
 
 

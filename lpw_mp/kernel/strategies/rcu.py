@@ -1,22 +1,10 @@
 """``rcu``: page tables freed after a grace period (mmu_gather with RCU table freeing), no IPI."""
 
-import time
-from multiprocessing.sharedctypes import RawArray, RawValue
-
-from lpw_mp.kernel.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, freeze_point
-from lpw_mp.kernel.machine import DOING_LOCK, WaitTimeout, acquire_or_exit, smp_mb
+from lpw_mp.kernel.rcu import RCU
 from lpw_mp.kernel.strategies.base import Strategy
 
-SLOT_STRIDE = 8
 #: Pointers one mmu_gather batch page holds before it must be flushed (MAX_TABLE_BATCH on 4K).
 MAX_TABLE_BATCH = 509
-
-
-class GracePeriodTimeout(WaitTimeout):
-    """CPUs did not pass a quiescent state within the bound."""
-
-    def __init__(self, cpus, seconds, gp: int):
-        super().__init__(cpus, seconds, f"pass a quiescent state for grace period {gp:,}")
 
 
 class RCUStrategy(Strategy):
@@ -41,115 +29,30 @@ class RCUStrategy(Strategy):
 
     def __init__(self, ctx, machine, batch: int = MAX_TABLE_BATCH):
         super().__init__(ctx, machine)
-        n = machine.ncpus
-        # rcu_node's qsmask, flattened and numbered by grace period: CPU c owes a quiescent
-        # state for grace period qs_owed[c] until qs_taken[c] reaches it (taken under the
-        # lock, so a report counts once), and is named as late until qs_posted[c] does. The
-        # posted mark is written last, after the wake-up of the waiter: a CPU stopped at any
-        # instant of its report is still named, and a late write can never clear a debt for a
-        # grace period that began after it.
-        self.qs_owed = RawArray("q", n * SLOT_STRIDE)
-        self.qs_taken = RawArray("q", n * SLOT_STRIDE)
-        self.qs_posted = RawArray("q", n * SLOT_STRIDE)
-        self.idle = RawArray("q", n * SLOT_STRIDE)
-        self.qs_lock = ctx.Lock()
-        self.qs_pending = RawValue("q", 0)
-        self.gp_done = ctx.Semaphore(0)
-        self._gp = 0  # grace periods started; only the coordinator starts them
+        self.rcu = RCU(ctx, machine)
         self.batch_size = batch
         self._batch = []
         self._batch_pages = []
 
-    # -- quiescent states ---------------------------------------------------------------------
-
-    def rcu_report_qs(self, cpu: int) -> None:
-        """CPU ``cpu`` passed a quiescent state; the last one owed ends the grace period.
-        The lock is also the full barrier that orders the report before the CPU's next walk.
-        Runs on the CPU itself, or on the coordinator for a CPU it saw idle."""
-        slot, m = cpu * SLOT_STRIDE, self.m
-        on_cpu = self.coordinator is None
-        if on_cpu:  # the coordinator reporting for an idle CPU must not touch its state
-            was = m.doing[cpu]
-            m.doing[cpu] = DOING_LOCK
-            acquire_or_exit(self.qs_lock, m.stop)
-        else:
-            m.acquire_bounded(self.qs_lock, self.coordinator.timeout, self.lock_name)
-        gp = self.qs_owed[slot]
-        taken = self.qs_taken[slot] == gp
-        if not taken:
-            self.qs_taken[slot] = gp
-            left = self.qs_pending.value - 1
-            self.qs_pending.value = left
-            if self.freeze:
-                freeze_point(self.freeze, FREEZE_QS_LOCKED)
-        self.qs_lock.release()
-        if on_cpu:
-            m.doing[cpu] = was
-        if taken:
-            return
-        if left == 0:
-            self.gp_done.release()
-        if self.freeze:
-            freeze_point(self.freeze, FREEZE_QS_REPORTED)
-        self.qs_posted[slot] = gp
-
-    def _owes_qs(self, cpu: int) -> bool:
-        slot = cpu * SLOT_STRIDE
-        return self.qs_taken[slot] != self.qs_owed[slot]
+    def install_hooks(self, hooks) -> None:
+        super().install_hooks(hooks)
+        self.rcu.install_hooks(hooks)
 
     # -- walker side --------------------------------------------------------------------------
 
-    #: The ``Updater`` when this copy of the strategy runs in the coordinator, else None.
-    coordinator = None
-
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        if self._owes_qs(cpu):
-            self.rcu_report_qs(cpu)
+        self.rcu.end_of_window(cpu)
 
     def cpu_idle_enter(self, cpu: int) -> None:
-        # dynticks-idle: an idle CPU is in an extended quiescent state.
-        self.idle[cpu * SLOT_STRIDE] = 1
-        smp_mb()
-        if self._owes_qs(cpu):
-            self.rcu_report_qs(cpu)
+        self.rcu.cpu_idle_enter(cpu)
 
     def cpu_idle_exit(self, cpu: int) -> None:
-        self.idle[cpu * SLOT_STRIDE] = 0
-        smp_mb()
+        self.rcu.cpu_idle_exit(cpu)
 
     # -- updater side -------------------------------------------------------------------------
 
     def synchronize_rcu(self, up) -> None:
-        """Wait one grace period: every CPU idle or past a quiescent state since it began."""
-        start = time.perf_counter()
-        self.coordinator = up
-        m = self.m
-        n, owed, posted, idle = m.ncpus, self.qs_owed, self.qs_posted, self.idle
-        self._gp += 1
-        gp = self._gp
-        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name)
-        self.qs_pending.value = n + 1  # +1: our own reference, dropped below
-        for cpu in range(n):
-            owed[cpu * SLOT_STRIDE] = gp
-        self.qs_lock.release()
-        smp_mb()
-        # Every CPU seen idle now is quiescent; report for it. A CPU entering idle at the same
-        # moment either sees its debt and reports itself, or is seen idle here: the two
-        # barriers make one of them certain, and the lock makes the report count once.
-        for cpu in range(n):
-            if idle[cpu * SLOT_STRIDE]:
-                self.rcu_report_qs(cpu)
-        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name)
-        left = self.qs_pending.value - 1
-        self.qs_pending.value = left
-        self.qs_lock.release()
-        if left:
-            m.wait_bounded(self.gp_done.acquire, up.timeout, "a grace period",
-                           lambda: GracePeriodTimeout(
-                               [c for c in range(n) if posted[c * SLOT_STRIDE] != gp],
-                               up.timeout, gp))
-        up.stats.grace_periods += 1
-        up.stats.gp_latencies.append(time.perf_counter() - start)
+        self.rcu.synchronize_rcu(up)
 
     def serialize_against_pte_lookup(self, up) -> None:
         self.synchronize_rcu(up)
