@@ -109,3 +109,25 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
                                                            "PMD slot repurposed"}
     assert legs["rcu"]["retries"] > 0, "rcu walkers never saw a PMD change under them"
     assert result["unsafe_violations"] == 0
+
+
+@pytest.mark.parametrize("walker,violations,retries", [("hold", 1, 0), ("read-once", 0, 0),
+                                                        ("recheck", 0, 1)])
+def test_walker_disciplines_on_a_freed_leaf(cfg, ctx, walker, violations, retries):
+    """Under none, a walker paused on a huge leaf while the leaf is unmapped and freed: a
+    `hold` walker still uses its pointer (one violation); a `read-once` walker uses the value
+    it copied, stale but no violation; a `recheck` walker re-reads the PMD at the end, sees it
+    changed and drops its result (one retry, no violation)."""
+    c = cfg(cpus=3, memory=16 << 20, op="munmap", pte_fraction=0.0, strategies=["none"],
+            walker=walker)
+    hook = WalkHook(ctx, cpu=1, slot=SLOT, sub=7)
+    with Emulator(c, "none", hooks=[hook], ctx=ctx) as emu:
+        acquire(hook.paused, what="walker to pause")
+        emu.start_coordinator(slots=[SLOT])
+        assert emu.wait_coordinator()["stats"]["destroyed"] == 1
+        before = emu.machine.walker_counters()
+        hook.resume.release()
+        wait_until(lambda: emu.machine.walker_counters()["held"] > before["held"],
+                   what="the walker to end its window")
+        assert emu.checker.total() == violations
+        assert emu.machine.walker_counters()["retries"] - before["retries"] == retries

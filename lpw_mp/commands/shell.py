@@ -12,6 +12,7 @@ import sys
 from lpw_mp.harness.config import START_METHODS, Config, ConfigError
 from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
+from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
 from lpw_mp.results.formats import FORMATS, Format, FormatError
@@ -82,6 +83,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cpumask", choices=CPUMASK_MODES, default=d.cpumask,
                    help="mm_cpumask maintenance: sticky (powerpc < v5.12), trim (v5.12), "
                         "accurate (x86) (default sticky)")
+    p.add_argument("--walker", choices=WALKERS, default=d.walker,
+                   help="walker discipline for every strategy: hold, read-once or recheck "
+                        "(default: each strategy's own, as its kernel era walks)")
     p.add_argument("--active-fraction", type=_typed(parse_float, "fraction"),
                    default=d.active_fraction,
                    help="fraction of CPUs running the process; the rest are idle (default 1)")

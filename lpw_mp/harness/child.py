@@ -57,6 +57,7 @@ class CPUArgs:
     walk_window: float
     seed: int
     hooks: tuple = ()
+    walker: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

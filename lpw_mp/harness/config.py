@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, field
 
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import OPS
+from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.units import format_duration, format_size
@@ -48,6 +49,8 @@ class Config:
     #: Fraction of slots mapped through a PTE page rather than as a huge leaf.
     pte_fraction: float = 0.0625
     cpumask: str = "sticky"
+    #: The walker discipline (``--walker``); empty: each profile's own.
+    walker: str = ""
     #: Fraction of CPUs running the process (the others are idle, lazy CPUs).
     active_fraction: float = 1.0
     #: Operations performed by --op mixed (0: one per slot).
@@ -126,6 +129,8 @@ class Config:
         if self.cpumask not in CPUMASK_MODES:
             raise ConfigError(f"unknown --cpumask {self.cpumask!r} "
                               f"(choose from {', '.join(CPUMASK_MODES)})")
+        if self.walker and self.walker not in WALKERS:
+            raise ConfigError(f"unknown --walker {self.walker!r} (choose from {', '.join(WALKERS)})")
         _check(self.active_fraction, "--active-fraction", 0.0, 1.0)
         _whole(self.mixed_ops, "--ops", 0, MAX_OPS)
         if self.mixed_ops and self.op != "mixed":

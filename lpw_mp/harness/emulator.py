@@ -149,7 +149,7 @@ class Emulator:
                         cpu=cpu, machine=self.machine, table=self.table,
                         strategy=self.strategy, checker=self.checker,
                         walk_rate=cfg.walk_rate, walk_window=cfg.walk_window, seed=cfg.seed,
-                        hooks=tuple(self.hooks.get(cpu, ()))))
+                        hooks=tuple(self.hooks.get(cpu, ())), walker=cfg.walker))
                 except OSError as exc:  # EAGAIN (process limit), ENOMEM, EMFILE
                     raise EmulatorError(
                         f"could not start simulated CPU {cpu} of {cfg.cpus} under strategy "

@@ -19,6 +19,16 @@ from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKET
 from lpw_mp.kernel.strategies.base import Strategy
 
 
+#: Walker disciplines (``--walker``): what a walker does with the PMD it read.
+#: ``hold``: keep the pointer for the whole window (the checker flags a generation change of
+#: the object at the end); ``read-once``: copy the PMD once (``READ_ONCE``), read the PTE from
+#: the page it names at once, use the copies (a stale value is fine, a read of a freed
+#: page-table page is not); ``recheck``: read-once, then re-read the PMD (and the PTE) at the
+#: end and drop the result if either changed (gup_fast since 70cbc3cc78a9, v6.0).
+HOLD, READ_ONCE, RECHECK = "hold", "read-once", "recheck"
+WALKERS = (HOLD, READ_ONCE, RECHECK)
+
+
 def hist_bucket(ns: int) -> int:
     return min(HIST_BUCKETS - 1, int(math.log2(ns) * HIST_STEPS)) if ns > 0 else 0
 
@@ -27,7 +37,7 @@ class SimulatedCPU:
     """One CPU of the guest: its walks, its IRQ flag and its IPI handler, in its own process."""
 
     def __init__(self, *, cpu: int, machine, table, strategy, checker, walk_rate: float,
-                 walk_window: float, seed: int, hooks=()):
+                 walk_window: float, seed: int, hooks=(), walker=None):
         self.cpu = cpu
         self.m = machine
         self.pt = table
@@ -35,6 +45,11 @@ class SimulatedCPU:
         self.checker = checker
         self.walk_rate = walk_rate if machine.active[cpu] else 0.0
         self.walk_window = walk_window
+        self.walker = walker or strategy.walker
+        if self.walker not in WALKERS:
+            raise ValueError(f"unknown walker {self.walker!r}")
+        self._hold = self.walker == HOLD
+        self._recheck = self.walker == RECHECK
         self.rng = random.Random(f"{seed}/cpu{cpu}")
         self.hook = next((h for h in hooks if isinstance(h, WalkHook)), None)
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
@@ -47,7 +62,8 @@ class SimulatedCPU:
     # -- the walk -----------------------------------------------------------------------------
 
     def walk(self, slot: int, sub: int, hook=None) -> None:
-        """One lockless walk (``__find_linux_pte()`` under ``begin/end_lockless_pgtbl_walk``)."""
+        """One lockless walk (``__find_linux_pte()`` under ``begin/end_lockless_pgtbl_walk``),
+        by the CPU's walker discipline (``WALKERS``)."""
         m, pt, cpu, strategy, stats, base = self.m, self.pt, self.cpu, self.strategy, \
             self.m.stats, self.stat_base
         clock = time.perf_counter_ns
@@ -61,8 +77,15 @@ class SimulatedCPU:
         held = None
         if kind == ptm.TABLE:
             page = pmd & ptm.INDEX_MASK
-            pt.ptes[page * pt.ptrs_per_pte + sub]  # dereference the pte_t * we hand back
+            pte = pt.ptes[page * pt.ptrs_per_pte + sub]  # dereference the pte_t * we hand back
             held = (chk.PTE_PAGE_REUSED, pt.page_gen, page)
+            if not self._hold:
+                # The PTE is read now and used from the copy: the one hazard left is that
+                # the page was already freed when it was read.
+                taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
+                seen = pt.page_gen[page] & ptm.GEN_MASK
+                if seen != taken:
+                    self.checker.report(chk.PTE_PAGE_REUSED, cpu, slot, taken, seen)
         elif kind == ptm.LEAF:
             # powerpc casts the pmd_t * to a pte_t * for a THP: the slot itself is the pointer.
             held = (chk.PMD_SLOT_REPURPOSED, pt.slot_gen, slot)
@@ -74,12 +97,17 @@ class SimulatedCPU:
             while time.perf_counter() < deadline:
                 pass
         if held is not None:
-            what, gens, index = held
-            taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
-            seen = gens[index] & ptm.GEN_MASK
-            if seen != taken:
-                self.checker.report(what, cpu, slot, taken, seen)
-            if strategy.rechecks_pmd and pt.pmds[slot] != pmd:
+            if self._hold:
+                what, gens, index = held
+                taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
+                seen = gens[index] & ptm.GEN_MASK
+                if seen != taken:
+                    self.checker.report(what, cpu, slot, taken, seen)
+            elif self._recheck and (pt.pmds[slot] != pmd or (
+                    kind == ptm.TABLE and pt.ptes[page * pt.ptrs_per_pte + sub] != pte)):
+                # gup_fast's re-check: the values changed under us, drop the result. (A walker
+                # that used them without this re-check would be the violation; this one
+                # always re-checks.)
                 stats[base + ST_RETRIES] += 1
             stats[base + ST_HELD] += 1
         t2 = clock()

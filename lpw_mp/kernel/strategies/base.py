@@ -16,8 +16,8 @@ class Strategy:
     kernel = ""
     #: False only for the control that is meant to be caught by the safety checker.
     safe = True
-    #: Walkers re-read the PMD after use and drop the result if it changed (gup_fast style).
-    rechecks_pmd = False
+    #: The walker discipline of the era (``lpw_mp.kernel.cpu.WALKERS``); ``--walker`` overrides.
+    walker = "hold"
     #: What ``doing == DOING_LOCK`` means for this strategy, in error messages.
     lock_name = "a lock"
     #: A test's ``FreezeHook`` for the CPU process this copy of the strategy runs in, if any.

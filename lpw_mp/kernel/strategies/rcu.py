@@ -24,7 +24,7 @@ class RCUStrategy(Strategy):
 
     name = "rcu"
     kernel = "v5.8 mmu_gather RCU table free (MMU_GATHER_RCU_TABLE_FREE), no IPI"
-    rechecks_pmd = True
+    walker = "recheck"
     lock_name = "rcu's quiescent-state lock"
 
     def __init__(self, ctx, machine, batch: int = MAX_TABLE_BATCH):
