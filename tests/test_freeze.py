@@ -100,7 +100,7 @@ def test_a_cpu_frozen_after_its_ack_but_before_recording_it_is_named(cfg, cpus):
 def test_a_cpu_frozen_inside_its_irq_off_window_is_named_with_its_slot(cfg, ctx):
     """CPU 1 is stopped by SIGSTOP inside its IRQ-off window: the IPI round fails after
     --ipi-timeout naming CPU 1 as stopped inside an IRQ-off window on the slot it walks."""
-    c = cfg(cpus=3, memory=16 << 20, pte_fraction=1.0, ipi_timeout=BOUND)
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=0.0, ipi_timeout=BOUND)
     hook = WalkHook(ctx, cpu=1, slot=2)
     with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
         acquire(hook.paused, what="walker to pause")
@@ -116,10 +116,11 @@ def test_a_cpu_frozen_inside_its_irq_off_window_is_named_with_its_slot(cfg, ctx)
 
 # -- rcu's quiescent states ----------------------------------------------------------------
 
-def rcu_split_with_frozen_reporter(cfg, ctx, point):
-    """rcu, 2 CPUs, a split of slots 0 and 1: CPU 1 is paused in a walk when the first grace
-    period starts, so it must report for itself; released, it stops at ``point``."""
-    c = cfg(cpus=2, memory=16 << 20, pte_fraction=0.0, op="split", strategies=["rcu"],
+def rcu_munmap_with_frozen_reporter(cfg, ctx, point, memory=16 << 20):
+    """rcu, 2 CPUs, munmap of PTE tables: CPU 1 is paused in a walk when the first grace
+    period (for the first call_rcu batch) starts, so it must report for itself; released, it
+    stops at ``point``."""
+    c = cfg(cpus=2, memory=memory, pte_fraction=1.0, op="munmap", strategies=["rcu"],
             ipi_timeout=BOUND)
     walk = WalkHook(ctx, cpu=1, slot=5)
     emu = Emulator(c, "rcu", hooks=[walk, FreezeHook(1, point)], ctx=ctx)
@@ -128,13 +129,15 @@ def rcu_split_with_frozen_reporter(cfg, ctx, point):
 
 def test_a_cpu_frozen_holding_rcus_lock_is_named(cfg, ctx):
     """CPU 1 stops while it holds rcu's quiescent-state lock, in its own report: the grace
-    period cannot end, and the run fails after --ipi-timeout naming CPU 1 as stopped in rcu's
-    quiescent-state lock, instead of blocking on the lock for ever."""
-    emu, walk = rcu_split_with_frozen_reporter(cfg, ctx, FREEZE_QS_LOCKED)
+    period cannot end, and the wait for the deferred frees at the end of munmap fails after
+    --ipi-timeout naming CPU 1 as stopped in rcu's quiescent-state lock, instead of blocking
+    on the lock for ever."""
+    emu, walk = rcu_munmap_with_frozen_reporter(cfg, ctx, FREEZE_QS_LOCKED)
     with emu:
         acquire(walk.paused, what="walker to pause")
         emu.start_coordinator(slots=[0, 1])
-        wait_for_phase(emu, 0, PHASE_SERIALIZING)
+        rcu = emu.strategy.rcu
+        wait_until(lambda: rcu.gp_seq.value == 1, what="grace period 1 to start")
         walk.resume.release()
         wait_stopped(emu.cpus[1].pid, "CPU 1 to stop in its report")
         fails_within(emu, rf"^CPU 1 did not pass a quiescent state for grace period 1 within "
@@ -147,13 +150,15 @@ def test_a_cpu_frozen_holding_rcus_lock_is_named(cfg, ctx):
 
 def test_a_grace_period_timeout_names_the_last_reporter(cfg, ctx):
     """CPU 1 reports the quiescent state that ends grace period 1 and stops before it marks
-    the report posted. Grace period 1 ends; grace period 2 cannot, and its timeout names
-    CPU 1, not an empty list of CPUs."""
-    emu, walk = rcu_split_with_frozen_reporter(cfg, ctx, FREEZE_QS_REPORTED)
+    the report posted. Grace period 1 ends; grace period 2 (for the next call_rcu batch of a
+    munmap of 1024 tables, 509 a batch) cannot, and its timeout names CPU 1, not an empty
+    list of CPUs."""
+    emu, walk = rcu_munmap_with_frozen_reporter(cfg, ctx, FREEZE_QS_REPORTED, memory=2 << 30)
     with emu:
         acquire(walk.paused, what="walker to pause")
-        emu.start_coordinator(slots=[0, 1])
-        wait_for_phase(emu, 0, PHASE_SERIALIZING)
+        emu.start_coordinator()
+        rcu = emu.strategy.rcu
+        wait_until(lambda: rcu.gp_seq.value == 1, what="grace period 1 to start")
         walk.resume.release()
         fails_within(emu, rf"^CPU 1 did not pass a quiescent state for grace period 2 within "
                           rf"1 s under strategy rcu: CPU 1 {PID} is stopped \(state T\) inside "
@@ -281,7 +286,7 @@ from lpw_mp.kernel.hooks import WalkHook
 
 ctx = multiprocessing.get_context("fork")
 hook = WalkHook(ctx, cpu=1, slot=2)
-c = small_config(cpus=3, memory=16 << 20, pte_fraction=1.0, ipi_timeout=2.0)
+c = small_config(cpus=3, memory=16 << 20, pte_fraction=0.0, ipi_timeout=2.0)
 with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
     acquire(hook.paused)
     emu.start_coordinator(slots=[2])

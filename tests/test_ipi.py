@@ -23,8 +23,9 @@ def run_op(cfg, strategy, hooks=(), slots=None):
 
 
 def test_ipi_serialises_once_per_thp_and_targets_every_cpu(cfg):
-    """Under ipi with a sticky cpumask, munmap broadcasts once per THP to every CPU."""
-    c = cfg(cpus=6, memory=32 << 20)
+    """Under ipi with a sticky cpumask, munmap broadcasts once per huge leaf to every CPU.
+    (Only leaves: a PTE table goes to tlb_remove_table's RCU batch under every profile.)"""
+    c = cfg(cpus=6, memory=32 << 20, pte_fraction=0.0)
     emu, out = run_op(c, "ipi")
     st = out["stats"]
     assert st["serialisations"] == c.npmds == 16
@@ -63,12 +64,14 @@ def test_munmap_frees_every_pte_page(cfg):
 def test_cpu_with_irqs_off_cannot_acknowledge_until_it_enables_them(cfg, ctx):
     """A walker paused inside its IRQ-off window holds the IPI round open: the coordinator
     stays in serialize_against_pte_lookup, the CPU owes its ack, and the page is not freed,
-    until the walker ends its window; then the round completes."""
-    c = cfg(cpus=3, memory=16 << 20, pte_fraction=1.0)
+    until the walker ends its window; then the round completes. (A huge leaf: zap_huge_pmd
+    serialises under ipi, a PTE table's free never did.)"""
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=0.0)
     hook = WalkHook(ctx, cpu=1, slot=2)
     with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
         m = emu.machine
         page = ptm.pmd_index(emu.table.pmds[2])
+        assert ptm.pmd_kind(emu.table.pmds[2]) == ptm.LEAF
         acquire(hook.paused, what="walker to pause")
         assert m.irq_off[1] == 1
         emu.start_coordinator(slots=[2])
@@ -76,13 +79,13 @@ def test_cpu_with_irqs_off_cannot_acknowledge_until_it_enables_them(cfg, ctx):
         time.sleep(0.3)  # ample time for a broken protocol to ack or free
         assert m.ipi_gen[1] == m.ack_gen[1] + 1, "CPU 1 acknowledged with IRQs off"
         assert m.ipi_gen[0] == m.ack_gen[0] and m.ipi_gen[2] == m.ack_gen[2]
-        assert emu.table.page_gen[page] == 0, "page freed while the walker held it"
+        assert emu.table.slot_gen[page] == 0, "THP freed while the walker held it"
         assert emu.progress[1] == PHASE_SERIALIZING
         hook.resume.release()
         out = emu.wait_coordinator()
         assert out["stats"]["serialisations"] == 1
         assert m.ipi_gen[1] == m.ack_gen[1]
-        assert emu.table.page_gen[page] == 1
+        assert emu.table.slot_gen[page] == 1
         assert emu.checker.total() == 0
 
 

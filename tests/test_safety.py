@@ -55,12 +55,21 @@ def test_none_lets_the_walker_use_freed_memory_and_is_caught(cfg, ctx, op, pte_f
             {"kind": kind, "cpu": 1, "slot": SLOT, "generation_taken": 0, "generation_seen": 1}]
 
 
-@pytest.mark.parametrize("strategy", ["ipi", "count", "percpu", "rcu"])
-@pytest.mark.parametrize("op,pte_fraction,kind", HAZARDS, ids=IDS)
-def test_safe_strategies_wait_for_the_walker(cfg, ctx, strategy, op, pte_fraction, kind):
+#: What each safe profile waits for with a walker paused inside its window: every path under
+#: the IPI eras; from v5.8 (rcu) the PTE table frees (a grace period) and collapse (an IPI)
+#: only, since its read-once walker tolerates a freed leaf and a split.
+WAITS = [(s, h) for s in ("ipi", "count", "percpu") for h in HAZARDS] + [
+    ("rcu", h) for h in HAZARDS if h[1] == 1.0]
+
+
+@pytest.mark.parametrize("strategy,hazard", WAITS,
+                         ids=[f"{s}-{IDS[HAZARDS.index(h)]}" for s, h in WAITS])
+def test_safe_strategies_wait_for_the_walker(cfg, ctx, strategy, hazard):
     """Under every safe strategy the coordinator provably waits: while the walker is paused
     inside its window it has not reached the destructive step and the object's generation is
-    unchanged; once the walker leaves, the operation completes with no violation."""
+    unchanged; once the walker leaves, the operation completes with no violation. (For a PTE
+    table unmapped, the wait is for the grace period its deferred free needs.)"""
+    op, pte_fraction, kind = hazard
     emu, hook = paused_walker(cfg, ctx, strategy, op, pte_fraction)
     with emu:
         acquire(hook.paused, what="walker to pause")
@@ -98,7 +107,8 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
     legs = {leg["strategy"]: leg for leg in result["legs"]}
     for name in ("ipi", "count", "percpu", "rcu"):
         leg = legs[name]
-        assert leg["operations"] == 2000
+        # A split finds no free PTE page now and then: freed tables wait for a grace period.
+        assert leg["operations"] + leg["pool_exhausted"] == 2000
         assert sum(leg["ops"][op] for op in ("split", "collapse", "munmap")) > 1000
         assert leg["walks_held"] > 1000
         assert leg["violations"]["total"] == 0, (name, leg["violations"])
@@ -107,7 +117,6 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
     assert legs["none"]["safety"] == "caught"
     assert set(legs["none"]["violations"]["by_kind"]) == {"PTE page reused",
                                                            "PMD slot repurposed"}
-    assert legs["rcu"]["retries"] > 0, "rcu walkers never saw a PMD change under them"
     assert result["unsafe_violations"] == 0
 
 

@@ -89,6 +89,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active-fraction", type=_typed(parse_float, "fraction"),
                    default=d.active_fraction,
                    help="fraction of CPUs running the process; the rest are idle (default 1)")
+    p.add_argument("--batch-fail-rate", type=_typed(parse_float, "fraction"),
+                   default=d.batch_fail_rate,
+                   help="probability that tlb_remove_table cannot allocate its batch page and "
+                        "frees the table at once after an IPI to every other CPU "
+                        "(tlb_remove_table_one; default 0)")
     p.add_argument("--walker-time", type=_typed(parse_duration, "duration"),
                    default=d.walker_time,
                    help="per strategy, how long the CPUs walk with no updater running to "

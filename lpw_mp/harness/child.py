@@ -74,6 +74,7 @@ class CoordinatorArgs:
     slots: object     # a list of slots, or None for the whole region
     mixed_ops: int
     seed: int
+    batch_fail_rate: float = 0.0
 
 
 def cpu_main(parent_pid: int, args: CPUArgs) -> None:
@@ -97,7 +98,8 @@ def send_result(conn, outcome: dict) -> None:
 def coordinator_main(parent_pid: int, args: CoordinatorArgs) -> None:
     """Entry point of the coordinator process: waits for ``go``, runs, sends its result."""
     become_child(parent_pid)
-    up = Updater(args.machine, args.table, args.strategy, args.timeout, args.progress)
+    up = Updater(args.machine, args.table, args.strategy, args.timeout, args.progress,
+                 args.batch_fail_rate, args.seed)
     args.go.acquire()
     conn = args.conn
     try:

@@ -53,6 +53,8 @@ class Config:
     walker: str = ""
     #: Fraction of CPUs running the process (the others are idle, lazy CPUs).
     active_fraction: float = 1.0
+    #: Probability that tlb_remove_table finds no batch page and syncs with an IPI instead.
+    batch_fail_rate: float = 0.0
     #: Operations performed by --op mixed (0: one per slot).
     mixed_ops: int = 0
     #: Seconds the CPUs walk, with no updater, to measure each strategy's walker side.
@@ -132,6 +134,7 @@ class Config:
         if self.walker and self.walker not in WALKERS:
             raise ConfigError(f"unknown --walker {self.walker!r} (choose from {', '.join(WALKERS)})")
         _check(self.active_fraction, "--active-fraction", 0.0, 1.0)
+        _check(self.batch_fail_rate, "--batch-fail-rate", 0.0, 1.0)
         _whole(self.mixed_ops, "--ops", 0, MAX_OPS)
         if self.mixed_ops and self.op != "mixed":
             raise ConfigError("--ops only applies to --op mixed")

@@ -29,9 +29,10 @@ from lpw_mp.kernel.checker import SafetyChecker
 from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_SERIALIZING,
                                        PHASE_UNLINKED, new_progress)
 from lpw_mp.kernel.hooks import LockHook, WalkHook
-from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RUN, DOING_START,
-                                   HIST_BUCKETS, Deadline, Machine, count_resumes)
+from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RCU, DOING_RUN,
+                                   DOING_START, HIST_BUCKETS, Deadline, Machine, count_resumes)
 from lpw_mp.kernel.pagetable import PageTable
+from lpw_mp.kernel.rcu import RCU
 from lpw_mp.kernel.strategies import STRATEGIES
 
 #: How long stopping processes may take at each step of the escalation.
@@ -183,7 +184,8 @@ class Emulator:
                 self.coord = self._fork("coord", coordinator_main, os.getpid(), CoordinatorArgs(
                     conn=writer, go=self._go, machine=self.machine, table=self.table,
                     strategy=self.strategy, timeout=cfg.ipi_timeout, progress=self.progress,
-                    op=op or cfg.op, slots=slots, mixed_ops=cfg.mixed_ops, seed=cfg.seed))
+                    op=op or cfg.op, slots=slots, mixed_ops=cfg.mixed_ops, seed=cfg.seed,
+                    batch_fail_rate=cfg.batch_fail_rate))
             except OSError as exc:
                 reader.close()
                 raise EmulatorError(f"could not start the coordinator under strategy "
@@ -228,10 +230,12 @@ class Emulator:
                     f"{m.ack_gen[cpu]:,})")
         else:
             what = {DOING_START: "starting", DOING_RUN: "with IRQs enabled",
-                    DOING_IDLE: "idle", DOING_LOCK: f"in {self.strategy.lock_name}"}.get(
-                        doing, f"in state {doing}")
+                    DOING_IDLE: "idle", DOING_LOCK: f"in {self.strategy.lock_name}",
+                    DOING_RCU: f"in {RCU.lock_name}"}.get(doing, f"in state {doing}")
         if doing == DOING_LOCK and m.irq_off[cpu]:
             what += f", in {self.strategy.lock_name}"
+        elif doing == DOING_RCU and m.irq_off[cpu]:
+            what += f", in {RCU.lock_name}"
         return f"CPU {cpu} (pid {self.cpus[cpu].pid}) is {state} {what}"
 
     def describe_cpus(self, cpus, most: int = 4) -> str:

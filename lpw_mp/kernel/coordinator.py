@@ -1,6 +1,8 @@
 """The coordinator: the CPU that unmaps, splits and collapses THPs (``zap_huge_pmd``,
-``__split_huge_pmd``, khugepaged's ``collapse_huge_page``), serialising against lockless
-walkers with the strategy under test before every destructive step."""
+``__split_huge_pmd``, khugepaged's ``collapse_huge_page``) and frees PTE tables
+(``free_pgtables``). Each path asks the profile under test how to serialise against lockless
+walkers: ZAP_LEAF (``zap_huge_pmd``), FREE_TABLE (``tlb_remove_table``), SPLIT
+(``pmdp_invalidate``) and COLLAPSE (``pmdp_collapse_flush``)."""
 
 import random
 import time
@@ -9,6 +11,7 @@ from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.machine import Aborted
+from lpw_mp.kernel.mmu_gather import MMUGather
 
 OPS = ("munmap", "split", "collapse", "mixed")
 
@@ -33,7 +36,16 @@ class UpdaterStats:
     gp_latencies: list = field(default_factory=list)
     destroyed: int = 0
     pool_exhausted: int = 0
+    #: PTE pages queued by tlb_remove_table for an RCU free; batches handed to call_rcu.
+    frees_deferred: int = 0
+    call_rcu_batches: int = 0
+    #: tlb_remove_table_one fallbacks (no batch page), and the IPIs every sync_one sent.
+    batch_failures: int = 0
+    sync_ipis: int = 0
+    #: The operation's time: until munmap (or the mixed run) returned.
     wall_s: float = 0.0
+    #: From the start until the last deferred free ran (None: nothing was deferred).
+    deferred_free_s: float = None
     #: What the walkers did while the operation ran (start to end, nothing else).
     walkers: dict = field(default_factory=dict)
 
@@ -41,13 +53,17 @@ class UpdaterStats:
 class Updater:
     """The updater side of one run: performs operations on the page table and keeps counts."""
 
-    def __init__(self, machine, table, strategy, timeout: float, progress=None):
+    def __init__(self, machine, table, strategy, timeout: float, progress=None,
+                 batch_fail_rate: float = 0.0, seed: int = 0):
         self.m = machine
         self.pt = table
         self.strategy = strategy
         self.timeout = timeout
         self.progress = progress if progress is not None else new_progress()
         self.stats = UpdaterStats()
+        self.rcu = strategy.rcu
+        self.tlb = MMUGather(self, strategy.rcu, batch_fail_rate, seed)
+        self._start = time.perf_counter()
 
     def broadcast(self, cpus) -> None:
         """One ``smp_call_function_many(cpus, do_nothing, NULL, 1)`` round, timed; nothing for
@@ -81,26 +97,49 @@ class Updater:
             self._phase(slot, PHASE_DESTROYED)
         return destroy
 
+    # -- freeing ------------------------------------------------------------------------------
+
+    def free_table(self, page: int, deferred: bool = False) -> None:
+        """Destructive step: PTE page ``page`` goes back to the allocator (``__tlb_remove_table``
+        -> ``pte_free``), now or, ``deferred``, from an RCU callback."""
+        self.pt.pte_free(page)
+        self.stats.destroyed += 1
+        if deferred:
+            self.stats.deferred_free_s = time.perf_counter() - self._start
+
+    def tlb_finish_mmu(self) -> None:
+        """The end of an unmap: the partial batch goes to call_rcu too."""
+        self.tlb.tlb_table_flush()
+
+    def pending_pages(self) -> list:
+        return self.tlb.pending_pages()
+
+    def rcu_barrier(self) -> None:
+        """Wait (bounded) until every deferred free has run."""
+        self.rcu.rcu_barrier(self)
+
     # -- operations ---------------------------------------------------------------------------
 
     def zap_pmd(self, slot: int) -> None:
-        """munmap of one THP slot: ``pmdp_huge_get_and_clear``, serialise, free."""
+        """munmap of one slot, ``pmdp_huge_get_and_clear`` then by kind of entry: a huge leaf
+        is ZAP_LEAF (``zap_huge_pmd``; its data page goes by ``tlb_remove_page_size``, freed
+        once serialised); a PTE table is FREE_TABLE (``free_pgtables`` -> ``pte_free_tlb`` ->
+        ``tlb_remove_table``), which no era serialised with ``serialize_against_pte_lookup``."""
         old = self.pt.pmdp_huge_get_and_clear(slot)
         kind = ptm.pmd_kind(old)
         self.stats.ops["munmap"] += 1
         if kind == ptm.NONE:
             return
-        self._phase(slot, PHASE_UNLINKED)
         if kind == ptm.TABLE:
-            page = ptm.pmd_index(old)
-            step, freed = (lambda: self.pt.pte_free(page)), page
-        else:
-            step, freed = (lambda: self.pt.retire_slot(slot)), None
+            self._phase(slot, PHASE_UNLINKED)
+            self.serialise(self.strategy.tlb_remove_table, ptm.pmd_index(old))
+            return
         self._phase(slot, PHASE_SERIALIZING)
-        self.serialise(self.strategy.tlb_remove_table, self._destroyer(slot, step), freed)
+        self.serialise(self.strategy.zap_huge_pmd)
+        self._destroyer(slot, lambda: self.pt.retire_slot(slot))()
 
     def split(self, slot: int) -> bool:
-        """Split a huge leaf into a PTE table: ``pmdp_invalidate``, serialise, install the table."""
+        """SPLIT: ``pmdp_invalidate``, serialise as the profile does, install the table."""
         if ptm.pmd_kind(self.pt.pmds[slot]) != ptm.LEAF:
             return False
         if not self.pt.free_pages():
@@ -108,7 +147,7 @@ class Updater:
             return False
         self.pt.pmdp_invalidate(slot)
         self._phase(slot, PHASE_SERIALIZING)
-        self.serialise(self.strategy.serialize_against_pte_lookup)
+        self.serialise(self.strategy.pmdp_invalidate)
         page = self.pt.pte_alloc_one(slot)
 
         def repurpose():
@@ -119,13 +158,17 @@ class Updater:
         return True
 
     def collapse(self, slot: int) -> bool:
-        """khugepaged: ``pmdp_collapse_flush``, serialise, free the PTE page, install a leaf."""
+        """COLLAPSE (khugepaged's ``collapse_huge_page``): ``pmdp_collapse_flush``, serialise
+        as the profile does, then the PTE page leaves the walkers' reach (its generation
+        bumped) and a huge leaf is installed. The anon path re-deposits the page
+        (``pgtable_trans_huge_deposit``) rather than freeing it; here it goes back to the pool,
+        which a walker cannot tell apart: either way it is no longer the table it read."""
         old = self.pt.pmds[slot]
         if ptm.pmd_kind(old) != ptm.TABLE:
             return False
         self.pt.pmdp_huge_get_and_clear(slot)
         self._phase(slot, PHASE_SERIALIZING)
-        self.serialise(self.strategy.serialize_against_pte_lookup)
+        self.serialise(self.strategy.pmdp_collapse_flush)
         page = ptm.pmd_index(old)
 
         def free_and_install():
@@ -156,21 +199,26 @@ class Updater:
         slots = range(self.pt.npmds) if slots is None else list(slots)
         progress = self.progress
         walkers_before = self.m.walker_counters()
-        start = time.perf_counter()
+        start = self._start = time.perf_counter()
         if op == "mixed":
             self._mixed(slots, mixed_ops or len(slots), seed)
         else:
             progress[P_TOTAL] = len(slots)
             action = {"munmap": self.zap_pmd, "split": self.split, "collapse": self.collapse}[op]
-            abort = self.m.abort
+            abort, poll = self.m.abort, self.rcu.rcu_process_callbacks
             for slot in slots:
                 if abort.value:  # a strategy that never waits would not notice otherwise
                     raise Aborted("run aborted")
                 action(slot)
+                poll(self)
                 progress[P_DONE] += 1
             if op == "munmap":
-                self.strategy.tlb_finish_mmu(self)
+                self.tlb_finish_mmu()
         self.stats.wall_s = time.perf_counter() - start
+        # munmap has returned; the deferred frees run once their grace periods end. Wait for
+        # them, so that the run ends with every page freed (and says how long that took).
+        progress[P_PHASE] = PHASE_SERIALIZING
+        self.rcu_barrier()
         self.stats.walkers = self.m.walker_counters(since=walkers_before)
         self._phase(-1, PHASE_IDLE)
         return self.stats
@@ -189,11 +237,12 @@ class Updater:
                 self.fault(slot, table=roll < 0.5)
             elif roll < 0.15:
                 self.zap_pmd(slot)
-                self.strategy.tlb_finish_mmu(self)
+                self.tlb_finish_mmu()
             elif kind == ptm.LEAF:
                 self.split(slot)
             else:
                 self.collapse(slot)
+            self.rcu.rcu_process_callbacks(self)
             self.progress[P_DONE] += 1
 
 

@@ -16,7 +16,7 @@ from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_S
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
                                    NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS,
                                    ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
-from lpw_mp.kernel.strategies.base import Strategy
+from lpw_mp.kernel.rcu import SLOT_STRIDE
 
 
 #: Walker disciplines (``--walker``): what a walker does with the PMD it read.
@@ -55,6 +55,9 @@ class SimulatedCPU:
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
         # The strategy is this process's own copy: its walker side may stop at a point too.
         strategy.install_hooks(hooks)
+        self.rcu = strategy.rcu
+        self.qs_taken, self.qs_owed = self.rcu.qs_taken, self.rcu.qs_owed
+        self.qs = cpu * SLOT_STRIDE
         self.stat_base = cpu * NSTATS
         self.cost_hist, self.window_hist = machine.cost_hist, machine.window_hist
         self.hist_base = cpu * HIST_BUCKETS
@@ -66,6 +69,7 @@ class SimulatedCPU:
         by the CPU's walker discipline (``WALKERS``)."""
         m, pt, cpu, strategy, stats, base = self.m, self.pt, self.cpu, self.strategy, \
             self.m.stats, self.stat_base
+        qs_taken, qs_owed, qs = self.qs_taken, self.qs_owed, self.qs
         clock = time.perf_counter_ns
         t0 = clock()
         m.irq_off[cpu] = 1                      # local_irq_disable()
@@ -112,6 +116,8 @@ class SimulatedCPU:
             stats[base + ST_HELD] += 1
         t2 = clock()
         strategy.end_lockless_pgtbl_walk(cpu)
+        if qs_taken[qs] != qs_owed[qs]:         # the end of the window is a quiescent state
+            self.rcu.rcu_report_qs(cpu)
         m.irq_off[cpu] = 0                      # local_irq_enable()
         t3 = clock()
         stats[base + ST_WALKS] += 1
@@ -146,9 +152,7 @@ class SimulatedCPU:
         freeze = self.freeze
         acks_owed, acks_done_release = m.acks_owed, m.acks_done.release
         leaves_mask = m.leaves_mask_on_ipi(cpu)
-        base = Strategy.cpu_idle_enter
-        idle_hooks = type(strategy).cpu_idle_enter is not base
-        idle_enter, idle_exit = strategy.cpu_idle_enter, strategy.cpu_idle_exit
+        idle_enter, idle_exit = self.rcu.cpu_idle_enter, self.rcu.cpu_idle_exit
         stop, saturate, settled = m.stop, m.saturate, m.settled
         rng = self.rng
         npmds, nsub = self.pt.npmds, self.pt.ptrs_per_pte
@@ -198,12 +202,9 @@ class SimulatedCPU:
             timeout = None if next_walk is None else next_walk - monotonic()
             if timeout is None or timeout > 0:
                 doing[cpu] = DOING_IDLE
-                if idle_hooks:
-                    idle_enter(cpu)
-                    woke = wake_acquire(True, timeout)
-                    idle_exit(cpu)
-                else:
-                    woke = wake_acquire(True, timeout)
+                idle_enter(cpu)  # an extended quiescent state (dynticks-idle)
+                woke = wake_acquire(True, timeout)
+                idle_exit(cpu)
                 doing[cpu] = DOING_RUN
                 if woke:
                     continue

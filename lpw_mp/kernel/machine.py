@@ -40,7 +40,8 @@ HIST_BUCKETS = 40 * HIST_STEPS
 ABORT_POLL = 0.2
 
 #: What a CPU is doing, in ``Machine.doing`` (an IRQ-off window shows in ``irq_off`` instead).
-DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK = range(5)
+#: DOING_LOCK: in the strategy's lock; DOING_RCU: in RCU's quiescent-state lock.
+DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK, DOING_RCU = range(6)
 
 CPUMASK_MODES = ("sticky", "trim", "accurate")
 
@@ -194,6 +195,10 @@ class Machine:
         mask = self.cpumask
         return [cpu for cpu in self._all_cpus if mask[cpu]]
 
+    def online_cpus(self) -> list:
+        """Every simulated CPU (``cpu_online_mask``; none is ever taken offline)."""
+        return self._all_cpus
+
     # -- IPIs ---------------------------------------------------------------------------------
 
     def smp_call_function_many(self, cpus, timeout: float) -> None:
@@ -242,14 +247,15 @@ class Machine:
                     raise exc
                 deadline = Deadline(ABORT_POLL)
 
-    def acquire_bounded(self, lock, timeout: float, lock_name: str) -> None:
+    def acquire_bounded(self, lock, timeout: float, lock_name: str,
+                        doing: int = DOING_LOCK) -> None:
         """The coordinator takes ``lock``, shared with the CPUs, within ``timeout`` or raises
-        ``LockTimeout`` naming the CPUs inside it or waiting for it (``doing`` is DOING_LOCK)."""
+        ``LockTimeout`` naming the CPUs inside it or waiting for it (their ``doing`` is
+        ``doing``)."""
         if lock.acquire(False):
             return
         self.wait_bounded(lock.acquire, timeout, lock_name, lambda: LockTimeout(
-            [cpu for cpu in self._all_cpus if self.doing[cpu] == DOING_LOCK], timeout,
-            lock_name))
+            [cpu for cpu in self._all_cpus if self.doing[cpu] == doing], timeout, lock_name))
 
     def unacknowledged(self, cpus) -> list:
         return [cpu for cpu in cpus if self.ack_gen[cpu] != self.ipi_gen[cpu]]

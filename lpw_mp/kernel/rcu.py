@@ -10,7 +10,7 @@ import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
 from lpw_mp.kernel.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, FreezeHook, freeze_point
-from lpw_mp.kernel.machine import DOING_LOCK, WaitTimeout, acquire_or_exit, smp_mb
+from lpw_mp.kernel.machine import DOING_RCU, WaitTimeout, acquire_or_exit, smp_mb
 
 SLOT_STRIDE = 8
 
@@ -47,8 +47,13 @@ class RCU:
         self.qs_lock = ctx.Lock()
         self.qs_pending = RawValue("q", 0)
         self.gp_done = ctx.Semaphore(0)
-        self._gp = 0  # grace periods started; only the coordinator starts them
+        #: The number of the last grace period started (shared: tests wait for one to start).
+        self.gp_seq = RawValue("q", 0)
         self.freeze = None
+        # Coordinator-only: callbacks waiting for the grace period in progress, and for the next.
+        self._cur, self._next = [], []
+        self._gp_active = self._gp_ended = False
+        self._gp_start = 0.0
 
     def install_hooks(self, hooks) -> None:
         """Tests only: this CPU process's ``FreezeHook``, if any."""
@@ -67,10 +72,11 @@ class RCU:
         on_cpu = self.coordinator is None
         if on_cpu:  # the coordinator reporting for an idle CPU must not touch its state
             was = m.doing[cpu]
-            m.doing[cpu] = DOING_LOCK
+            m.doing[cpu] = DOING_RCU
             acquire_or_exit(self.qs_lock, m.stop)
         else:
-            m.acquire_bounded(self.qs_lock, self.coordinator.timeout, self.lock_name)
+            m.acquire_bounded(self.qs_lock, self.coordinator.timeout, self.lock_name,
+                               DOING_RCU)
         gp = self.qs_owed[slot]
         taken = self.qs_taken[slot] == gp
         if not taken:
@@ -112,17 +118,55 @@ class RCU:
         self.idle[cpu * SLOT_STRIDE] = 0
         smp_mb()
 
-    # -- updater side -------------------------------------------------------------------------
+    # -- updater side: call_rcu and its callbacks ---------------------------------------------
+    #
+    # One grace period at a time, as the kernel's: callbacks queued while one runs wait for
+    # the next, so every callback waits for a grace period that began after it was queued.
 
-    def synchronize_rcu(self, up) -> None:
-        """Wait one grace period: every CPU idle or past a quiescent state since it began."""
-        start = time.perf_counter()
+    def call_rcu(self, up, func, arg) -> None:
+        """Queue ``func(arg)`` to run once a grace period that begins after now has ended,
+        and return at once (``call_rcu()``: asynchronous, nothing waits)."""
+        self._next.append((func, arg))
+        if not self._gp_active:
+            self._start_next(up)
+
+    def rcu_process_callbacks(self, up, wait: bool = False) -> None:
+        """If the grace period in progress has ended (``wait``: once it has, bounded by the
+        updater's timeout), run its callbacks and start the next one. The coordinator calls
+        this between operations, as the RCU softirq would run."""
+        if not self._gp_active or not self._gp_over(up, wait):
+            return
+        self._gp_active = False
+        up.stats.grace_periods += 1
+        up.stats.gp_latencies.append(time.perf_counter() - self._gp_start)
+        done, self._cur = self._cur, []
+        for func, arg in done:
+            func(arg)
+        self._start_next(up)
+
+    def rcu_barrier(self, up) -> None:
+        """Wait (bounded) until every callback queued so far has run (``rcu_barrier()``)."""
+        while self._gp_active:
+            self.rcu_process_callbacks(up, wait=True)
+
+    def pending(self) -> list:
+        """The arguments of the callbacks not run yet."""
+        return [arg for _, arg in self._cur + self._next]
+
+    def _start_next(self, up) -> None:
+        if self._next:
+            self._cur, self._next = self._next, []
+            self._start_gp(up)
+
+    def _start_gp(self, up) -> None:
+        """Open a grace period: every CPU owes a quiescent state, except those seen idle."""
+        self._gp_start = time.perf_counter()
         self.coordinator = up
         m = self.m
-        n, owed, posted, idle = m.ncpus, self.qs_owed, self.qs_posted, self.idle
-        self._gp += 1
-        gp = self._gp
-        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name)
+        n, owed, idle = m.ncpus, self.qs_owed, self.idle
+        gp = self.gp_seq.value + 1
+        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name, DOING_RCU)
+        self.gp_seq.value = gp
         self.qs_pending.value = n + 1  # +1: our own reference, dropped below
         for cpu in range(n):
             owed[cpu * SLOT_STRIDE] = gp
@@ -134,14 +178,22 @@ class RCU:
         for cpu in range(n):
             if idle[cpu * SLOT_STRIDE]:
                 self.rcu_report_qs(cpu)
-        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name)
+        m.acquire_bounded(self.qs_lock, up.timeout, self.lock_name, DOING_RCU)
         left = self.qs_pending.value - 1
         self.qs_pending.value = left
         self.qs_lock.release()
-        if left:
-            m.wait_bounded(self.gp_done.acquire, up.timeout, "a grace period",
-                           lambda: GracePeriodTimeout(
-                               [c for c in range(n) if posted[c * SLOT_STRIDE] != gp],
-                               up.timeout, gp))
-        up.stats.grace_periods += 1
-        up.stats.gp_latencies.append(time.perf_counter() - start)
+        self._gp_active = True
+        # Nobody posts gp_done for a grace period whose last reference was our own.
+        self._gp_ended = left == 0
+
+    def _gp_over(self, up, wait: bool) -> bool:
+        if self._gp_ended:
+            return True
+        if not wait:
+            return self.gp_done.acquire(False)
+        gp, n, posted = self.gp_seq.value, self.m.ncpus, self.qs_posted
+        self.m.wait_bounded(self.gp_done.acquire, up.timeout, "a grace period",
+                            lambda: GracePeriodTimeout(
+                                [c for c in range(n) if posted[c * SLOT_STRIDE] != gp],
+                                up.timeout, gp))
+        return True

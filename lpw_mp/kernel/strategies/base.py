@@ -1,6 +1,7 @@
 """What every serialisation strategy provides, on the walker side and on the updater side."""
 
 from lpw_mp.kernel.hooks import FreezeHook
+from lpw_mp.kernel.rcu import RCU
 
 
 class Strategy:
@@ -25,11 +26,15 @@ class Strategy:
 
     def __init__(self, ctx, machine):
         self.m = machine
+        #: RCU, under every profile: every profile frees page tables through it, so every CPU
+        #: reports quiescent states (end of an IRQ-off window when owed, entering idle).
+        self.rcu = RCU(ctx, machine)
 
     def install_hooks(self, hooks) -> None:
         """Tests only: this CPU process's hooks (``lpw_mp.kernel.hooks``), installed in its
         own copy of the strategy. A strategy with points of its own picks its hooks here."""
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
+        self.rcu.install_hooks(hooks)
 
     # -- walker side --------------------------------------------------------------------------
 
@@ -39,13 +44,7 @@ class Strategy:
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         """Called after the last use of the pointer, before ``local_irq_enable()``."""
 
-    def cpu_idle_enter(self, cpu: int) -> None:
-        """The CPU is about to block (idle) with IRQs enabled."""
-
-    def cpu_idle_exit(self, cpu: int) -> None:
-        """The CPU woke from idle."""
-
-    # -- updater side -------------------------------------------------------------------------
+    # -- updater side, one method per path ----------------------------------------------------
 
     def serialize_against_pte_lookup(self, up) -> None:
         """Return only when no walker can still hold a pointer read before the last unlink.
@@ -53,16 +52,25 @@ class Strategy:
         ``up`` is the coordinator's ``Updater``: it sends broadcasts and keeps the counts."""
         raise NotImplementedError
 
-    def tlb_remove_table(self, up, destroy, page=None) -> None:
-        """munmap: the entry is cleared; run ``destroy`` (the free) when it is safe.
-
-        The default serialises at once, then frees: the seed's per-THP behaviour."""
+    def zap_huge_pmd(self, up) -> None:
+        """ZAP_LEAF: after ``pmdp_huge_get_and_clear`` of a huge leaf, before its data page is
+        freed (``tlb_remove_page_size``). powerpc <= v5.7 serialised in
+        ``{hash,radix}__pmdp_huge_get_and_clear`` (docs/kernel-sources.md, claim 1)."""
         self.serialize_against_pte_lookup(up)
-        destroy()
 
-    def tlb_finish_mmu(self, up) -> None:
-        """munmap is done: free whatever is still deferred."""
+    def pmdp_invalidate(self, up) -> None:
+        """SPLIT: after ``pmdp_invalidate`` marks the leaf invalid, before the slot becomes a
+        table. powerpc <= v5.7 serialised in ``pmdp_invalidate`` (claim 1)."""
+        self.serialize_against_pte_lookup(up)
 
-    def pending_pages(self) -> list:
-        """PTE pages unlinked but not yet freed (for consistency checks)."""
-        return []
+    def pmdp_collapse_flush(self, up) -> None:
+        """COLLAPSE: after ``pmdp_collapse_flush`` clears the table pointer, before the PTE page
+        leaves. ``{hash,radix}__pmdp_collapse_flush`` serialised until v6.0 (claims 1, 4)."""
+        self.serialize_against_pte_lookup(up)
+
+    def tlb_remove_table(self, up, page: int) -> None:
+        """FREE_TABLE (``free_pgtables`` -> ``pte_free_tlb`` -> ``tlb_remove_table``): no era
+        called ``serialize_against_pte_lookup`` here; powerpc frees page tables through the
+        mmu_gather's RCU batch since 267239116987 (v3.0; claim 3). Every profile but the
+        unsafe control does the same."""
+        up.tlb.tlb_remove_table(page)

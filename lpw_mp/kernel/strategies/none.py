@@ -4,7 +4,8 @@ from lpw_mp.kernel.strategies.base import Strategy
 
 
 class NoneStrategy(Strategy):
-    """Clear and free at once. No kernel ever did this: it exists to show the race is real."""
+    """Clear and free at once, page tables too (no IPI anywhere, no RCU table free). No kernel
+    ever did this: it exists to show the race is real."""
 
     name = "none"
     kernel = "(control) no serialisation: clear and free immediately"
@@ -12,3 +13,6 @@ class NoneStrategy(Strategy):
 
     def serialize_against_pte_lookup(self, up) -> None:
         pass
+
+    def tlb_remove_table(self, up, page: int) -> None:
+        up.free_table(page)  # at once: no RCU either
