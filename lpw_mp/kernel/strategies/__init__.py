@@ -4,7 +4,7 @@ from lpw_mp.kernel.strategies.count import CountStrategy
 from lpw_mp.kernel.strategies.ipi import IPIStrategy
 from lpw_mp.kernel.strategies.none import NoneStrategy
 from lpw_mp.kernel.strategies.percpu import PerCPUStrategy
-from lpw_mp.kernel.strategies.rcu import RCUStrategy
+from lpw_mp.kernel.strategies.v5_8 import RCUStrategy
 
 STRATEGIES = {cls.name: cls for cls in
               (IPIStrategy, CountStrategy, PerCPUStrategy, RCUStrategy, NoneStrategy)}
