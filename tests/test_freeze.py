@@ -120,10 +120,10 @@ def rcu_munmap_with_frozen_reporter(cfg, ctx, point, memory=16 << 20):
     """rcu, 2 CPUs, munmap of PTE tables: CPU 1 is paused in a walk when the first grace
     period (for the first call_rcu batch) starts, so it must report for itself; released, it
     stops at ``point``."""
-    c = cfg(cpus=2, memory=memory, pte_fraction=1.0, op="munmap", strategies=["rcu"],
+    c = cfg(cpus=2, memory=memory, pte_fraction=1.0, op="munmap", strategies=["v5.8"],
             ipi_timeout=BOUND)
     walk = WalkHook(ctx, cpu=1, slot=5)
-    emu = Emulator(c, "rcu", hooks=[walk, FreezeHook(1, point)], ctx=ctx)
+    emu = Emulator(c, "v5.8", hooks=[walk, FreezeHook(1, point)], ctx=ctx)
     return emu, walk
 
 
@@ -141,7 +141,7 @@ def test_a_cpu_frozen_holding_rcus_lock_is_named(cfg, ctx):
         walk.resume.release()
         wait_stopped(emu.cpus[1].pid, "CPU 1 to stop in its report")
         fails_within(emu, rf"^CPU 1 did not pass a quiescent state for grace period 1 within "
-                          rf"1 s under strategy rcu: CPU 1 {PID} is stopped \(state T\) inside "
+                          rf"1 s under strategy v5.8: CPU 1 {PID} is stopped \(state T\) inside "
                           rf"an IRQ-off window \(walking slot 5\), in rcu's quiescent-state "
                           rf"lock$")
         procs = machine_procs(emu)
@@ -161,7 +161,7 @@ def test_a_grace_period_timeout_names_the_last_reporter(cfg, ctx):
         wait_until(lambda: rcu.gp_seq.value == 1, what="grace period 1 to start")
         walk.resume.release()
         fails_within(emu, rf"^CPU 1 did not pass a quiescent state for grace period 2 within "
-                          rf"1 s under strategy rcu: CPU 1 {PID} is stopped \(state T\) inside "
+                          rf"1 s under strategy v5.8: CPU 1 {PID} is stopped \(state T\) inside "
                           rf"an IRQ-off window \(walking slot 5\)$")
         procs = machine_procs(emu)
     assert_nothing_left(procs, set())

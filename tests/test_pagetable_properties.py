@@ -21,11 +21,13 @@ operations = st.lists(st.tuples(
 
 def in_process_updater(strategy_name, pte_fraction, seed, pool):
     """An updater whose strategies need no CPU process: there are none to wait for (count and
-    percpu see no walker, RCU sees every CPU idle, and ipi's accurate mask is empty)."""
+    percpu see no walker, RCU sees every CPU idle, ipi's accurate mask is empty, and no CPU
+    process is there for sync-one's IPI to every online CPU)."""
     table = PageTable(NSLOTS, 2 << 20, pool)
     table.populate(pte_fraction, seed)
     machine = Machine(CTX, 2, "accurate", active=[False, False])
     strategy = STRATEGIES[strategy_name](CTX, machine)
+    machine.online_cpus = list
     for cpu in range(machine.ncpus):  # every profile frees page tables through RCU
         strategy.rcu.idle[cpu * SLOT_STRIDE] = 1
     return table, strategy, Updater(machine, table, strategy, timeout=1.0)

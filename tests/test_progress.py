@@ -155,12 +155,12 @@ def test_the_runner_tells_the_display_every_phase_of_every_leg(cfg):
     walker phase, the operation and its progress up to every op done, the stop and its end;
     then the display is closed."""
     recorder = Recorder()
-    result = run(cfg(strategies=["ipi", "rcu"], cpus=3, walker_time=0.1), progress=recorder)
+    result = run(cfg(strategies=["ipi", "v5.8"], cpus=3, walker_time=0.1), progress=recorder)
     assert result["status"] == "complete"
     calls = [c for c in recorder.calls if c[0] != "ops"]
     leg = [("cpus_started", 1), ("cpus_started", 2), ("cpus_started", 3), ("walker_phase",),
            ("operation",), ("stopping",), ("leg_done",)]
-    assert calls == [("leg", 1, "ipi"), *leg, ("leg", 2, "rcu"), *leg, ("close",)]
+    assert calls == [("leg", 1, "ipi"), *leg, ("leg", 2, "v5.8"), *leg, ("close",)]
     ops = [c for c in recorder.calls if c[0] == "ops"]
     assert ops and ops[-1] == ("ops", 16, 16)
 
@@ -169,11 +169,11 @@ def test_a_real_run_draws_its_line_on_a_terminal(cfg):
     """Given a terminal, a real run draws the line for each strategy in turn and takes it away
     at the end."""
     stream = Terminal()
-    config = cfg(strategies=["ipi", "rcu"], cpus=2, walker_time=0.1)
+    config = cfg(strategies=["ipi", "v5.8"], cpus=2, walker_time=0.1)
     result = run(config, progress=TerminalProgress(config, stream, width=120))
     assert result["status"] == "complete"
     text = stream.getvalue()
-    for part in ("strategy 1 of 2: ipi | starting 2 CPUs", "strategy 2 of 2: rcu | walker phase",
+    for part in ("strategy 1 of 2: ipi | starting 2 CPUs", "strategy 2 of 2: v5.8 | walker phase",
                  "munmap 16 of 16 ops", "stopping 2 CPUs", "elapsed, ETA"):
         assert part in text
     assert text.endswith("\r")  # the line was cleared

@@ -56,10 +56,11 @@ def test_none_lets_the_walker_use_freed_memory_and_is_caught(cfg, ctx, op, pte_f
 
 
 #: What each safe profile waits for with a walker paused inside its window: every path under
-#: the IPI eras; from v5.8 (rcu) the PTE table frees (a grace period) and collapse (an IPI)
-#: only, since its read-once walker tolerates a freed leaf and a split.
+#: the IPI eras; from v5.8 the PTE table frees (a grace period) and collapse (an IPI: to
+#: mm_cpumask under v5.8, every online CPU under sync-one, the walking CPUs under sync-mm)
+#: only, since their read-once and recheck walkers tolerate a freed leaf and a split.
 WAITS = [(s, h) for s in ("ipi", "count", "percpu") for h in HAZARDS] + [
-    ("rcu", h) for h in HAZARDS if h[1] == 1.0]
+    (s, h) for s in ("v5.8", "sync-one", "sync-mm") for h in HAZARDS if h[1] == 1.0]
 
 
 @pytest.mark.parametrize("strategy,hazard", WAITS,
@@ -101,11 +102,11 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
     so a miss would mean the checker or the workload broke."""
     from lpw_mp.results.verdicts import annotate
     from lpw_mp.harness.runner import run
-    c = cfg(strategies=["none", "ipi", "count", "percpu", "rcu"], **STRESS)
+    c = cfg(strategies=["none", "ipi", "count", "percpu", "v5.8", "sync-one", "sync-mm"], **STRESS)
     result = annotate(run(c, argv=["test"]))
     assert result["status"] == "complete", result["errors"]
     legs = {leg["strategy"]: leg for leg in result["legs"]}
-    for name in ("ipi", "count", "percpu", "rcu"):
+    for name in ("ipi", "count", "percpu", "v5.8", "sync-one", "sync-mm"):
         leg = legs[name]
         # A split finds no free PTE page now and then: freed tables wait for a grace period.
         assert leg["operations"] + leg["pool_exhausted"] == 2000

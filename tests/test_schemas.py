@@ -37,8 +37,8 @@ def test_a_real_result_validates(real_result):
     """The result.json a real run writes, with every strategy and a walker phase, is valid
     against result-v1.json, checked both through lpw_mp and by jsonschema on its own."""
     document = json.loads(real_result.read_text())
-    assert {leg["strategy"] for leg in document["legs"]} == {"ipi", "count", "percpu", "rcu",
-                                                             "none"}
+    assert {leg["strategy"] for leg in document["legs"]} == {"ipi", "count", "percpu", "v5.8",
+                                                             "sync-one", "sync-mm", "none"}
     assert all(leg["walker_side"] for leg in document["legs"])
     assert schemas.first_error(document, *RESULT) is None
     schemas.validator(*RESULT).validate(document)

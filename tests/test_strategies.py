@@ -1,4 +1,4 @@
-"""What came after the seed: percpu's targeted IPIs, rcu's grace periods, and the cpumask
+"""What came after the seed: percpu's targeted IPIs, v5.8's grace periods, and the cpumask
 modes, each shown on real CPU processes with walkers paused at known points."""
 
 import time
@@ -46,13 +46,13 @@ def test_percpu_skips_the_broadcast_when_nobody_walks(cfg):
     assert st["ipis_sent"] == 0 and st["skipped"] == c.npmds
 
 
-def test_rcu_frees_a_held_page_only_after_the_walker_leaves(cfg, ctx):
-    """rcu clears the PMD at once but keeps the PTE page until a grace period ends; a walker
+def test_v58_frees_a_held_page_only_after_the_walker_leaves(cfg, ctx):
+    """v5.8 clears the PMD at once but keeps the PTE page until a grace period ends; a walker
     paused inside its window holds the grace period open, no IPI is sent, and the walker
     (read-once, as from v5.8) uses its copies without a retry."""
     c = cfg(cpus=3, memory=16 << 20, pte_fraction=1.0)
     hook = WalkHook(ctx, cpu=2, slot=4)
-    with Emulator(c, "rcu", hooks=[hook], ctx=ctx) as emu:
+    with Emulator(c, "v5.8", hooks=[hook], ctx=ctx) as emu:
         acquire(hook.paused, what="walker to pause")
         page = ptm.pmd_index(emu.table.pmds[4])
         emu.start_coordinator()  # the whole region: one batch, one grace period at the end
@@ -70,11 +70,11 @@ def test_rcu_frees_a_held_page_only_after_the_walker_leaves(cfg, ctx):
         assert emu.table.free_pages() == emu.table.npages
 
 
-def test_rcu_batches_frees_into_grace_periods(cfg):
-    """munmap under rcu waits one grace period per full mmu_gather batch (509 tables), not
-    one per THP."""
+def test_v58_batches_frees_into_grace_periods(cfg):
+    """munmap under v5.8 hands one call_rcu batch per full mmu_gather batch (509 tables) and
+    the partial one at tlb_finish_mmu: one grace period each, not one per THP."""
     c = cfg(cpus=2, memory=2 << 30, pte_fraction=1.0)
-    with Emulator(c, "rcu") as emu:
+    with Emulator(c, "v5.8") as emu:
         emu.start_coordinator()
         st = emu.wait_coordinator()["stats"]
     assert c.npmds == 1024
@@ -117,12 +117,12 @@ def test_accurate_never_targets_an_inactive_cpu(cfg):
     assert st["ipis_sent"] == 4 * 4
 
 
-@pytest.mark.parametrize("strategy", ["ipi", "count", "percpu", "rcu", "none"])
+@pytest.mark.parametrize("strategy", ["ipi", "count", "percpu", "v5.8", "sync-one", "sync-mm", "none"])
 def test_skipped_means_the_same_under_every_strategy(cfg, strategy):
     """The updater, not the strategy, counts an operation as skipped: exactly when its
     serialising step neither broadcast nor waited for a grace period. With every CPU idle,
     only ipi broadcasts, once per huge leaf; no profile serialises a PTE table's free
-    (tlb_remove_table), and rcu (v5.8) not a leaf's either. Every profile but none frees the
+    (tlb_remove_table), and from v5.8 on none serialises a leaf's either. Every profile but none frees the
     tables through one call_rcu batch at the end of munmap, asynchronously: one grace
     period, waited for by no operation."""
     c = cfg(cpus=3, memory=16 << 20, pte_fraction=0.5)

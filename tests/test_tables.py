@@ -121,7 +121,7 @@ def test_the_mark_lands_on_the_figure_it_qualifies(real):
         assert "6.81 ms?" in rows_of(text, "ipi") and "25.7 ms?" in rows_of(text, "ipi")
         assert "3.3 us?" in rows_of(text, "count")
         assert "not caught?" in rows_of(text, "none")
-        assert not any(f"{name}?" in text for name in ("ipi", "count", "percpu", "rcu", "none"))
+        assert not any(f"{name}?" in text for name in ("ipi", "count", "percpu", "v5.8", "sync-one", "sync-mm", "none"))
         assert "[1] ipi: only 9 IPI rounds: the median is not reliable" in text
         assert "[2] count: only 3 walks in" in text
     assert re.search(r"\| +6\.81 ms\? +\|", format_markdown(doc))

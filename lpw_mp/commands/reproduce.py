@@ -19,7 +19,7 @@ from lpw_mp.results.folders import write_run
 from lpw_mp.results.tables import format_terminal
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import run
-from lpw_mp.kernel.strategies import STRATEGIES
+from lpw_mp.kernel.strategies import STRATEGIES, canonical
 from lpw_mp.units import format_duration, format_size
 
 SUMMARY = "the seed's scenario (128 CPUs, 496G) beside the published figures"
@@ -44,7 +44,7 @@ class Published:
 SEED_V5 = "seed v5 cover letter"
 V58 = "Aneesh's v5.8 series cover"
 SEED_BEFORE = Published("ipi", SEED_V5, "before: an IPI per THP", "275 s", 275.0, "v5")
-NO_IPI = Published("rcu", V58, "IPI removed", "39 ms", 0.039, "v5.8")
+NO_IPI = Published("v5.8", V58, "IPI removed", "39 ms", 0.039, "v5.8")
 PUBLISHED = (
     SEED_BEFORE,
     Published("count", SEED_V5, "atomic count of walks", "418 ms", 0.418, "v5"),
@@ -52,7 +52,7 @@ PUBLISHED = (
     Published("percpu", "v6 cover letter", "per-CPU walk slot", "430 ms", 0.430, "v5"),
     Published("ipi", V58, "before", "82,150 ms", 82.150, "v5.8"),
     NO_IPI,
-    Published("rcu", V58, "IPI removed, with the TLB flush of 75358ea359e7",
+    Published("v5.8", V58, "IPI removed, with the TLB flush of 75358ea359e7",
               "369 ms", 0.369, "v5.8"),
 )
 
@@ -92,7 +92,8 @@ def config(argv):
 # -- the comparison --------------------------------------------------------------------------
 
 def _legs(result: dict) -> dict:
-    return {leg["strategy"]: leg for leg in result["legs"] if leg.get("status") == "ok"}
+    # A result recorded before the profiles names v5.8 by its old alias, rcu.
+    return {canonical(leg["strategy"]): leg for leg in result["legs"] if leg.get("status") == "ok"}
 
 
 def compare_rows(result: dict) -> list:
@@ -103,9 +104,10 @@ def compare_rows(result: dict) -> list:
     thps = result["config"]["npmds"]
     base = legs.get("ipi")
     rows = []
-    # Each strategy once, though ipi and rcu have two published figures each: the loop below
+    # Each strategy once, though ipi and v5.8 have two published figures each: the loop below
     # gives a strategy a row per figure.
-    names = dict.fromkeys(result["config"]["strategies"] + [p.strategy for p in PUBLISHED])
+    names = dict.fromkeys([canonical(n) for n in result["config"]["strategies"]]
+                          + [p.strategy for p in PUBLISHED])
     for name in names:
         leg = legs.get(name)
         emulator = {"strategy": name, "emulator_s": leg["wall_s"] if leg else None,
@@ -176,7 +178,7 @@ def hardware_differences(result: dict) -> list:
     out.append(
         f"Memory: the {format_size(c['memory'])} are not allocated; only the page table is, in "
         f"shared memory (one PMD word per THP, a PTE page for {c['pte_fraction']:g} of them). "
-        f"No page is freed and no TLB is flushed: compare `rcu` with the 39 ms "
+        f"No page is freed and no TLB is flushed: compare `v5.8` with the 39 ms "
         f"(IPI removed), not the 369 ms that includes the TLB flush of 75358ea359e7.")
     out.append(
         f"Walkers: each running CPU walks {c['walk_rate']:g} times a second (Poisson) with IRQs "

@@ -9,7 +9,7 @@ from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
-from lpw_mp.kernel.strategies import STRATEGIES
+from lpw_mp.kernel.strategies import STRATEGIES, canonical
 from lpw_mp.units import format_duration, format_size
 
 # Every numeric option's range (README, Options): counts and sizes bound what a run allocates
@@ -115,6 +115,7 @@ class Config:
                               f"--pte-fraction or --thp-size")
         if not self.strategies:
             raise ConfigError("no strategy given")
+        self.strategies = [canonical(name) for name in self.strategies]
         for name in self.strategies:
             if name not in STRATEGIES:
                 raise ConfigError(f"unknown strategy {name!r}")

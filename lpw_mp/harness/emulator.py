@@ -33,7 +33,7 @@ from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RCU,
                                    DOING_START, HIST_BUCKETS, Deadline, Machine, count_resumes)
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.rcu import RCU
-from lpw_mp.kernel.strategies import STRATEGIES
+from lpw_mp.kernel.strategies import STRATEGIES, canonical
 
 #: How long stopping processes may take at each step of the escalation.
 STOP_GRACE = 2.0
@@ -90,7 +90,7 @@ class Emulator:
 
     def __init__(self, cfg, strategy: str, hooks=(), ctx=None, on_cpu_started=None):
         self.cfg = cfg
-        self.strategy_name = strategy
+        strategy = self.strategy_name = canonical(strategy)
         self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
         count_resumes()  # the parent's watchdogs, too, do not count a stop of the whole job
         # Started before the first semaphore, so that none is ever left unwatched.

@@ -1,26 +1,40 @@
-"""Serialisation strategies, one module each; ``STRATEGIES`` maps a name to its class."""
+"""Kernel profiles, one module each; ``STRATEGIES`` maps a name to its class."""
 
 from lpw_mp.kernel.strategies.count import CountStrategy
 from lpw_mp.kernel.strategies.ipi import IPIStrategy
 from lpw_mp.kernel.strategies.none import NoneStrategy
 from lpw_mp.kernel.strategies.percpu import PerCPUStrategy
-from lpw_mp.kernel.strategies.v5_8 import RCUStrategy
+from lpw_mp.kernel.strategies.sync_mm import SyncMMStrategy
+from lpw_mp.kernel.strategies.sync_one import SyncOneStrategy
+from lpw_mp.kernel.strategies.v5_8 import V58Strategy
 
 STRATEGIES = {cls.name: cls for cls in
-              (IPIStrategy, CountStrategy, PerCPUStrategy, RCUStrategy, NoneStrategy)}
+              (IPIStrategy, CountStrategy, PerCPUStrategy, V58Strategy, SyncOneStrategy,
+               SyncMMStrategy, NoneStrategy)}
+
+#: Old names kept for one release: ``rcu`` is the v5.8 profile.
+ALIASES = {"rcu": "v5.8"}
+
+
+def canonical(name: str) -> str:
+    """A profile's name, an alias resolved."""
+    return ALIASES.get(name, name)
 
 
 def parse_strategies(text: str) -> list:
-    """``"ipi,count"`` or ``"all"`` to a list of names, in the order given; ValueError if unknown."""
+    """``"ipi,count"`` or ``"all"`` (every profile, no alias) to a list of names, in the order
+    given, aliases resolved; ValueError if unknown."""
     names = [part.strip() for part in str(text).split(",") if part.strip()]
     if not names:
         raise ValueError("no strategy given")
     out = []
     for name in names:
+        name = canonical(name)
         if name == "all":
             out.extend(n for n in STRATEGIES if n not in out)
         elif name not in STRATEGIES:
-            raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)}, all)")
+            raise ValueError(f"unknown strategy {name!r} (choose from {', '.join(STRATEGIES)}, "
+                             f"all; {', '.join(f'{a} = {n}' for a, n in ALIASES.items())})")
         elif name not in out:
             out.append(name)
     return out

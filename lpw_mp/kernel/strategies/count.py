@@ -6,11 +6,17 @@ from lpw_mp.kernel.strategies.base import Strategy
 
 
 class CountStrategy(Strategy):
-    """Leonardo Bras's v5 series (20191003013325.2614-1-leonardo@linux.ibm.com).
+    """Leonardo Bras's v5 series (cover ``20191003013325.2614-1-leonardo@linux.ibm.com``,
+    powerpc 2/11 ``-3-``, serialize 11/11 ``-12-``; never merged; docs/kernel-sources.md,
+    claim 8), on the seed's paths: zap, split and collapse.
 
     ``begin_lockless_pgtbl_walk`` / ``end_lockless_pgtbl_walk`` increment and decrement one
-    counter shared by every CPU (here a ``multiprocessing.Value`` and its lock, the atomic); the
-    updater skips the broadcast when ``running_lockless_pgtbl_walk()`` reads zero."""
+    counter shared by every CPU, ``atomic_t mm->lockless_pgtbl_walkers`` (here a
+    ``multiprocessing.Value`` and its lock, the atomic); the updater does ``smp_mb()`` and
+    skips the broadcast to ``mm_cpumask`` when ``running_lockless_pgtbl_walk()`` reads zero.
+    v5 increments before ``local_irq_save`` and decrements after ``local_irq_restore``, outside
+    the IRQ-off window; lpw_mp changes it inside the window (after ``local_irq_disable``), which
+    only narrows the counted span. Walkers ``hold`` their pointer."""
 
     name = "count"
     kernel = "v5 series: atomic lockless_pgtbl_walk_count per mm, skip IPI when zero"

@@ -10,14 +10,16 @@ SLOT_STRIDE = 8
 
 
 class PerCPUStrategy(Strategy):
-    """v6 of the series (20200206030900.147032-1-leonardo@linux.ibm.com) and the 2026 per-CPU
-    "active lockless walk mm" (20260202074557.16544-1-lance.yang@linux.dev).
+    """Leonardo Bras's v6 series (cover ``20200206030900.147032-1-leonardo@linux.ibm.com``,
+    counting 10/11 ``-11-``, serialize 11/11; never merged; docs/kernel-sources.md, claim 8),
+    on the seed's paths: ``serialize_against_pte_lookup()`` on zap, split and collapse.
 
-    The walker writes its own slot then a barrier; the updater scans the slots and sends the IPI
-    only to CPUs of ``mm_cpumask`` that are inside a walk, waiting for those alone."""
+    ``static DEFINE_PER_CPU(int, lockless_pgtbl_walk_counter)``, incremented inside the IRQ-off
+    window, then ``smp_mb()``; the updater scans ``mm_cpumask`` for CPUs whose counter is > 0
+    and IPIs those alone, waiting for them. Walkers ``hold`` their pointer."""
 
     name = "percpu"
-    kernel = "v6 / 2026: per-CPU active-walk slot, IPI only CPUs inside a walk"
+    kernel = "v6 series (2020): per-CPU counter, IPI only CPUs of mm_cpumask inside a walk"
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
