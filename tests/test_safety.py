@@ -110,7 +110,9 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
         leg = legs[name]
         # A split finds no free PTE page now and then: freed tables wait for a grace period.
         assert leg["operations"] + leg["pool_exhausted"] == 2000
-        assert sum(leg["ops"][op] for op in ("split", "collapse", "munmap")) > 1000
+        # Destructive attempts: a split that found the pool empty was attempted too.
+        assert sum(leg["ops"][op] for op in ("split", "collapse", "munmap")) \
+            + leg["pool_exhausted"] > 1000
         assert leg["walks_held"] > 1000
         assert leg["violations"]["total"] == 0, (name, leg["violations"])
         assert leg["safety"] == "ok"
