@@ -66,8 +66,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="THP (PMD) size, a power of two (default 2M)")
     p.add_argument("--strategy", type=_typed(parse_strategies, "strategy"),
                    default=d.strategies, dest="strategies",
-                   help=f"comma-separated list from {', '.join(STRATEGIES)}, or all "
-                        f"(default {','.join(d.strategies)})")
+                   help=f"comma-separated kernel profiles from {', '.join(STRATEGIES)}, or "
+                        f"all (default {','.join(d.strategies)}; rcu: an alias of v5.8)")
     p.add_argument("--op", choices=OPS, default=d.op,
                    help="operation the coordinator performs over the region (default munmap)")
     p.add_argument("--ops", type=_typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
