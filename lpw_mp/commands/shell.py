@@ -67,7 +67,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", type=_typed(parse_strategies, "strategy"),
                    default=d.strategies, dest="strategies",
                    help=f"comma-separated kernel profiles from {', '.join(STRATEGIES)}, or "
-                        f"all (default {','.join(d.strategies)}; rcu: an alias of v5.8)")
+                        f"all; rcu is an alias of v5.8 (default {','.join(d.strategies)})")
     p.add_argument("--op", choices=OPS, default=d.op,
                    help="operation the coordinator performs over the region (default munmap)")
     p.add_argument("--ops", type=_typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
