@@ -195,3 +195,33 @@ def test_a_walker_inside_its_window_holds_a_deferred_free_after_munmap_returned(
         assert st["deferred_free_s"] >= st["wall_s"]
         assert emu.table.free_pages() == emu.table.npages
         assert emu.checker.total() == 0
+
+
+# -- names and constants -------------------------------------------------------------------
+
+def test_rcu_is_an_alias_of_v58_and_all_lists_each_profile_once():
+    """parse_strategies resolves the old name rcu to v5.8 (for one release); all is every
+    profile, no alias; a configuration built in code resolves it too."""
+    from conftest import small_config
+    from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
+    assert parse_strategies("rcu") == ["v5.8"]
+    assert parse_strategies("rcu,v5.8,ipi") == ["v5.8", "ipi"]
+    assert parse_strategies("all") == list(STRATEGIES) == [
+        "ipi", "count", "percpu", "v5.8", "sync-one", "sync-mm", "none"]
+    assert small_config(strategies=["rcu"]).strategies == ["v5.8"]
+
+
+def test_max_table_batch_is_derived_from_the_page_size():
+    """MAX_TABLE_BATCH = (PAGE_SIZE - sizeof(struct mmu_table_batch)) / sizeof(void *):
+    509 on 4K pages, 8189 on 64K (include/asm-generic/tlb.h)."""
+    from lpw_mp.kernel.mmu_gather import MAX_TABLE_BATCH, max_table_batch
+    assert MAX_TABLE_BATCH == max_table_batch(4096) == 509
+    assert max_table_batch(65536) == 8189
+
+
+def test_each_profile_walks_as_its_era_did():
+    """The walker discipline each profile brings (--walker overrides it)."""
+    from lpw_mp.kernel.strategies import STRATEGIES
+    assert {name: cls.walker for name, cls in STRATEGIES.items()} == {
+        "ipi": "hold", "count": "hold", "percpu": "hold", "v5.8": "read-once",
+        "sync-one": "recheck", "sync-mm": "recheck", "none": "hold"}
