@@ -90,12 +90,11 @@ class Updater:
         self.progress[P_SLOT] = slot
         self.progress[P_PHASE] = phase
 
-    def _destroyer(self, slot: int, step):
-        def destroy():
-            step()
-            self.stats.destroyed += 1
-            self._phase(slot, PHASE_DESTROYED)
-        return destroy
+    def _destroy(self, slot: int, step) -> None:
+        """Run the destructive step ``step`` on ``slot`` now, and count it."""
+        step()
+        self.stats.destroyed += 1
+        self._phase(slot, PHASE_DESTROYED)
 
     # -- freeing ------------------------------------------------------------------------------
 
@@ -136,7 +135,7 @@ class Updater:
             return
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.zap_huge_pmd)
-        self._destroyer(slot, lambda: self.pt.retire_slot(slot))()
+        self._destroy(slot, lambda: self.pt.retire_slot(slot))
 
     def split(self, slot: int) -> bool:
         """SPLIT: ``pmdp_invalidate``, serialise as the profile does, install the table."""
@@ -153,7 +152,7 @@ class Updater:
         def repurpose():
             self.pt.retire_slot(slot)
             self.pt.set_pmd_table(slot, page)
-        self._destroyer(slot, repurpose)()
+        self._destroy(slot, repurpose)
         self.stats.ops["split"] += 1
         return True
 
@@ -175,7 +174,7 @@ class Updater:
             self.pt.pte_free(page)
             self.pt.retire_slot(slot)
             self.pt.set_pmd_leaf(slot)
-        self._destroyer(slot, free_and_install)()
+        self._destroy(slot, free_and_install)
         self.stats.ops["collapse"] += 1
         return True
 

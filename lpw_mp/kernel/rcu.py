@@ -100,12 +100,7 @@ class RCU:
         slot = cpu * SLOT_STRIDE
         return self.qs_taken[slot] != self.qs_owed[slot]
 
-    # -- CPU side -----------------------------------------------------------------------------
-
-    def end_of_window(self, cpu: int) -> None:
-        """The end of an IRQ-off window is a quiescent state: report it if one is owed."""
-        if self.owes_qs(cpu):
-            self.rcu_report_qs(cpu)
+    # -- CPU side (the end of an IRQ-off window reports inline: SimulatedCPU.walk) -------------
 
     def cpu_idle_enter(self, cpu: int) -> None:
         # dynticks-idle: an idle CPU is in an extended quiescent state.
