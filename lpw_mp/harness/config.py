@@ -133,7 +133,8 @@ class Config:
             raise ConfigError(f"unknown --cpumask {self.cpumask!r} "
                               f"(choose from {', '.join(CPUMASK_MODES)})")
         if self.walker and self.walker not in WALKERS:
-            raise ConfigError(f"unknown --walker {self.walker!r} (choose from {', '.join(WALKERS)})")
+            raise ConfigError(f"unknown --walker {self.walker!r} "
+                              f"(choose from {', '.join(WALKERS)})")
         _check(self.active_fraction, "--active-fraction", 0.0, 1.0)
         _check(self.batch_fail_rate, "--batch-fail-rate", 0.0, 1.0)
         _whole(self.mixed_ops, "--ops", 0, MAX_OPS)
