@@ -151,7 +151,8 @@ class SimulatedCPU:
         ack_lock_acquire, ack_lock_release = ack_lock.acquire, ack_lock.release
         freeze = self.freeze
         acks_owed, acks_done_release = m.acks_owed, m.acks_done.release
-        leaves_mask = m.leaves_mask_on_ipi(cpu)
+        trims, active = m.trims_lazy_cpus, bool(m.active[cpu])
+        lazy = True  # not running the mm: idle since its last walk
         idle_enter, idle_exit = self.rcu.cpu_idle_enter, self.rcu.cpu_idle_exit
         stop, saturate, settled = m.stop, m.saturate, m.settled
         rng = self.rng
@@ -166,13 +167,14 @@ class SimulatedCPU:
         doing[cpu] = DOING_RUN
         m.ready.release()
         if self.hook is not None:
+            lazy = False  # the test's walk runs the mm
             self.walk(self.hook.slot, self.hook.sub, self.hook)
         next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
         while True:
             gen = ipi_gen[cpu]
             if gen != ack_gen[cpu]:
                 # IRQs are enabled here and only here: run do_nothing() and acknowledge.
-                if leaves_mask:
+                if trims and lazy:
                     cpumask[cpu] = 0
                 stats[ipis_index] += 1
                 doing[cpu] = DOING_ACK
@@ -193,6 +195,8 @@ class SimulatedCPU:
             if stop.value:
                 return
             if saturate.value:
+                if trims and active:
+                    cpumask[cpu], lazy = 1, False
                 self.walk(rng.randrange(npmds), rng.randrange(nsub))
                 # Once the phase ends, resume the configured rate from now, not in a burst.
                 next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
@@ -202,6 +206,7 @@ class SimulatedCPU:
             timeout = None if next_walk is None else next_walk - monotonic()
             if timeout is None or timeout > 0:
                 doing[cpu] = DOING_IDLE
+                lazy = True
                 idle_enter(cpu)  # an extended quiescent state (dynticks-idle)
                 woke = wake_acquire(True, timeout)
                 idle_exit(cpu)
@@ -211,6 +216,8 @@ class SimulatedCPU:
             if next_walk is None:  # woken by the end of a walker phase, with no walks due
                 continue
             stats[late_index] += int((monotonic() - next_walk) * 1e9)
+            if trims and active:  # switch_mm back to this mm: in the mask again
+                cpumask[cpu], lazy = 1, False
             self.walk(rng.randrange(npmds), rng.randrange(nsub))
             # Poisson arrivals; a CPU that fell far behind (descheduled) does not burst to catch up.
             next_walk = max(next_walk, monotonic() - 1.0 / rate) + rng.expovariate(rate)

@@ -182,11 +182,15 @@ class Machine:
 
     # -- the cpumask --------------------------------------------------------------------------
 
-    def leaves_mask_on_ipi(self, cpu: int) -> bool:
-        """Whether ``cpu`` takes itself out of ``mm_cpumask`` when it handles an IPI: under
-        ``trim``, a CPU that is not running the process (lazy), as Nick Piggin's 032b7f08932c
-        (v5.12) lets it do. The CPU asks once, at start; the mask is then its to clear."""
-        return self.cpumask_mode == "trim" and not self.active[cpu]
+    @property
+    def trims_lazy_cpus(self) -> bool:
+        """Under ``trim``, Nick Piggin's 032b7f08932c (v5.12, radix): the IPI handler of
+        ``serialize_against_pte_lookup()`` switches a CPU that is not running this mm, a lazy
+        one (idle, the mm only borrowed) included, to ``init_mm`` and clears its bit in
+        ``mm_cpumask``; a CPU inside a walk of this mm keeps it. A CPU sets its bit again when
+        it next runs the mm (``switch_mm_irqs_off``), here: when it walks. (From v5.8 only
+        collapse sends those IPIs, and radix stopped in v6.0: docs/kernel-sources.md, 7.)"""
+        return self.cpumask_mode == "trim"
 
     def mm_cpumask(self) -> list:
         """The CPUs a broadcast targets (``mm_cpumask(mm)``)."""
