@@ -13,9 +13,8 @@ import time
 import psutil
 import pytest
 
-from helpers import acquire, wait_for_phase, wait_until
+from helpers import acquire, wait_until
 from lpw_mp.harness import emulator as emulator_mod
-from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
 from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_QS_LOCKED,

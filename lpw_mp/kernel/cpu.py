@@ -144,7 +144,7 @@ class SimulatedCPU:
         # The IPI path is hot: with 128 CPUs on 2 cores a round is one pass of this loop per
         # CPU, and after 127 other processes have run, every distinct object it touches is a
         # cache miss. So the handler is inlined and everything it needs is a local.
-        m, cpu, strategy = self.m, self.cpu, self.strategy
+        m, cpu = self.m, self.cpu
         wake_acquire = m.wake[cpu].acquire
         ipi_gen, ack_gen, cpumask = m.ipi_gen, m.ack_gen, m.cpumask
         ack_lock, doing = m.ack_lock, m.doing
