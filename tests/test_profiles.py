@@ -160,6 +160,17 @@ def test_v58_with_a_hold_walker_is_caught(cfg, ctx, op):
     assert paused_walk(cfg, ctx, "v5.8", op, walker="hold") == 1
 
 
+@pytest.mark.parametrize("profile", ["sync-one", "sync-mm"])
+@pytest.mark.parametrize("op", ["munmap", "split"])
+def test_a_recheck_profile_without_its_recheck_uses_a_stale_value(cfg, ctx, profile, op):
+    """sync-one and sync-mm send no IPI on a leaf's zap or split either: their safety for a
+    value that changed under a walker is GUP-fast's re-check. Their own walker re-checks and
+    drops the result (no violation, one retry); run with --walker read-once it uses the stale
+    value without re-checking it, and the checker reports exactly that."""
+    assert paused_walk(cfg, ctx, profile, op) == 0
+    assert paused_walk(cfg, ctx, profile, op, walker="read-once") == 1
+
+
 @pytest.mark.parametrize("op", ["munmap", "split"])
 def test_none_is_still_caught(cfg, ctx, op):
     """none (hold walkers, no IPI) is caught on the same hazard."""

@@ -12,7 +12,11 @@ from lpw_mp.kernel.machine import acquire_or_exit
 
 PTE_PAGE_REUSED = 1   # the PTE page was freed (and may be reused by another mapping)
 PMD_SLOT_REPURPOSED = 2  # the huge leaf the walker treats as a PTE was freed or turned into a table
-VIOLATION_KINDS = {PTE_PAGE_REUSED: "PTE page reused", PMD_SLOT_REPURPOSED: "PMD slot repurposed"}
+#: A walker of a profile that relies on GUP-fast's re-check (70cbc3cc78a9) used a value that had
+#: changed under it without re-checking it.
+STALE_VALUE_USED = 3
+VIOLATION_KINDS = {PTE_PAGE_REUSED: "PTE page reused", PMD_SLOT_REPURPOSED: "PMD slot repurposed",
+                   STALE_VALUE_USED: "stale value used without its re-check"}
 
 #: Violations kept in detail; further ones are only counted.
 CAPACITY = 256
