@@ -118,8 +118,8 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
         assert leg["safety"] == "ok"
     assert legs["none"]["violations"]["total"] >= 10
     assert legs["none"]["safety"] == "caught"
-    assert set(legs["none"]["violations"]["by_kind"]) == {"PTE page reused",
-                                                           "PMD slot repurposed"}
+    caught = {kind for kind, n in legs["none"]["violations"]["by_kind"].items() if n}
+    assert caught == {"PTE page reused", "PMD slot repurposed"}
     assert result["unsafe_violations"] == 0
 
 
