@@ -113,7 +113,9 @@ def test_stress_safe_strategies_never_violate_and_none_is_caught(cfg):
         # Destructive attempts: a split that found the pool empty was attempted too.
         assert sum(leg["ops"][op] for op in ("split", "collapse", "munmap")) \
             + leg["pool_exhausted"] > 1000
-        assert leg["walks_held"] > 1000
+        # Walkers were inside their windows while the operations ran (about 2,000 to 30,000
+        # held walks a leg on a quiet 2-core host, 837 seen under load: a floor far below).
+        assert leg["walks_held"] > 100
         assert leg["violations"]["total"] == 0, (name, leg["violations"])
         assert leg["safety"] == "ok"
     assert legs["none"]["violations"]["total"] >= 10
