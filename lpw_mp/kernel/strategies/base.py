@@ -1,6 +1,5 @@
 """What every serialisation strategy provides, on the walker side and on the updater side."""
 
-from lpw_mp.kernel.hooks import FreezeHook
 from lpw_mp.kernel.rcu import RCU
 
 
@@ -21,8 +20,6 @@ class Strategy:
     walker = "hold"
     #: What ``doing == DOING_LOCK`` means for this strategy, in error messages.
     lock_name = "a lock"
-    #: A test's ``FreezeHook`` for the CPU process this copy of the strategy runs in, if any.
-    freeze = None
 
     def __init__(self, ctx, machine):
         self.m = machine
@@ -33,7 +30,6 @@ class Strategy:
     def install_hooks(self, hooks) -> None:
         """Tests only: this CPU process's hooks (``lpw_mp.kernel.hooks``), installed in its
         own copy of the strategy. A strategy with points of its own picks its hooks here."""
-        self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
         self.rcu.install_hooks(hooks)
 
     # -- walker side --------------------------------------------------------------------------
