@@ -9,7 +9,7 @@ from lpw_mp.kernel.coordinator import Updater
 from lpw_mp.kernel.machine import Machine
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.strategies import STRATEGIES
-from lpw_mp.kernel.rcu import SLOT_STRIDE
+from lpw_mp.kernel.machine import SLOT_STRIDE
 
 NSLOTS = 12
 CTX = multiprocessing.get_context("fork")

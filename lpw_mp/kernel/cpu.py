@@ -14,10 +14,8 @@ from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_START, FreezeHook,
                                  WalkHook, freeze_point)
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
-                                   NSTATS, ST_BEGIN_END_NS, ST_HELD, ST_IPIS, ST_LATE_NS,
-                                   ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
-from lpw_mp.kernel.rcu import SLOT_STRIDE
-
+                                   NSTATS, SLOT_STRIDE, ST_BEGIN_END_NS, ST_HELD, ST_IPIS,
+                                   ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
 
 #: Walker disciplines (``--walker``): what a walker does with the PMD it read.
 #: ``hold``: keep the pointer for the whole window (the checker flags a generation change of

@@ -39,6 +39,10 @@ HIST_BUCKETS = 40 * HIST_STEPS
 #: How often a waiting coordinator wakes to see whether the run was aborted (and to beat).
 ABORT_POLL = 0.2
 
+#: Per-CPU words a CPU writes often are this many 8-byte words apart: one 64-byte cache line
+#: each, so that no two CPUs write the same line.
+SLOT_STRIDE = 8
+
 #: What a CPU is doing, in ``Machine.doing`` (an IRQ-off window shows in ``irq_off`` instead).
 #: DOING_LOCK: in the strategy's lock; DOING_RCU: in RCU's quiescent-state lock.
 DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK, DOING_RCU = range(6)

@@ -10,9 +10,8 @@ import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
 from lpw_mp.kernel.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, FreezeHook, freeze_point
-from lpw_mp.kernel.machine import DOING_RCU, WaitTimeout, acquire_or_exit, smp_mb
-
-SLOT_STRIDE = 8
+from lpw_mp.kernel.machine import (DOING_RCU, SLOT_STRIDE, WaitTimeout, acquire_or_exit,
+                                   smp_mb)
 
 
 class GracePeriodTimeout(WaitTimeout):

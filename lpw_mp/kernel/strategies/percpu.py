@@ -2,11 +2,8 @@
 
 from multiprocessing.sharedctypes import RawArray
 
-from lpw_mp.kernel.machine import smp_mb
+from lpw_mp.kernel.machine import SLOT_STRIDE, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
-
-#: One 64-byte cache line per CPU, so that no two CPUs write the same line.
-SLOT_STRIDE = 8
 
 
 class PerCPUStrategy(Strategy):

@@ -2,11 +2,9 @@
 
 from multiprocessing.sharedctypes import RawArray
 
-from lpw_mp.kernel.machine import smp_mb
+from lpw_mp.kernel.machine import SLOT_STRIDE, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
 
-#: One 64-byte cache line per CPU, so that no two CPUs write the same line.
-SLOT_STRIDE = 8
 #: The value a slot holds while its CPU walks this mm (the kernel stores the mm pointer).
 THIS_MM = 1
 
