@@ -7,15 +7,14 @@ import time
 
 from lpw_mp import __version__
 from lpw_mp.harness.emulator import Emulator, EmulatorError
-from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE, Progress
-from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
-from lpw_mp.results.stats import summarize
-from lpw_mp.kernel.strategies import STRATEGIES
+from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.walkers import measure_walkers
+from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
+from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import RESULT
-
+from lpw_mp.results.stats import summarize
 
 
 def now() -> str:
