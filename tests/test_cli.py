@@ -9,6 +9,7 @@ import pytest
 
 from lpw_mp.commands.cli import COMMANDS, main
 from lpw_mp.results.verdicts import exit_status, leg_warnings
+from lpw_mp.results.formats import RESULT
 
 SMALL = ["--cpus", "4", "--memory", "32M", "--walker-time", "0.2"]
 
@@ -27,7 +28,7 @@ def test_a_run_writes_a_report_and_a_versioned_result(tmp_path):
     (folder,) = list(runs.iterdir())
     assert sorted(os.listdir(folder)) == ["report.md", "result.json"]
     result = json.loads((folder / "result.json").read_text())
-    assert result["format"] == "lpw_mp-result" and result["format_version"] == 1
+    assert result["format"] == "lpw_mp-result" and result["format_version"] == RESULT.version
     assert result["status"] == "complete"
     assert result["config"]["cpus"] == 4 and result["config"]["npmds"] == 16
     host = result["host"]

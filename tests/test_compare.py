@@ -98,9 +98,9 @@ def _bad(folder, a, b, kind):
         return str(target / "sweep.json") if kind == "sweep" else str(target)
     if kind == "not-json":
         (target / "result.json").write_text("# a report\n")
-    elif kind == "version-2":
+    elif kind == "version-3":
         result = json.loads((folder / a / "result.json").read_text())
-        result["format_version"] = 2
+        result["format_version"] = 3
         (target / "result.json").write_text(json.dumps(result))
     elif kind == "header-only":
         (target / "result.json").write_text(json.dumps({"format": "lpw_mp-result",
@@ -123,8 +123,8 @@ BAD = [
      "is a sweep folder, not a run"),
     ("not json", lambda f, a, b: ["compare", a, _bad(f, a, b, "not-json")],
      "is not an lpw_mp result (not JSON"),
-    ("version 2", lambda f, a, b: ["compare", a, _bad(f, a, b, "version-2")],
-     "format version 2; this lpw_mp reads version 1"),
+    ("version 3", lambda f, a, b: ["compare", a, _bad(f, a, b, "version-3")],
+     "format version 3; this lpw_mp reads versions 1, 2"),
     ("header only", lambda f, a, b: ["compare", a, _bad(f, a, b, "header-only")],
      "result.json is not a valid lpw_mp result: 'lpw_mp_version' is a required property "
      "(at top level)"),

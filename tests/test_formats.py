@@ -32,8 +32,10 @@ def test_a_real_result_loads(tmp_path):
     (None, "cannot read"),
     ("{", "is not an lpw_mp result (not JSON: Expecting property name"),
     ("[]", "is not an lpw_mp result (format None, expected 'lpw_mp-result')"),
+    ('{"format": "lpw_mp-result", "format_version": 3}',
+     "has result format version 3; this lpw_mp reads versions 1, 2"),
     ('{"format": "lpw_mp-result", "format_version": 2}',
-     "has result format version 2; this lpw_mp reads version 1"),
+     "is not a valid lpw_mp result: "),
     ('{"format": "lpw_mp-result", "format_version": 1}',
      "is not a valid lpw_mp result: "),
 ])

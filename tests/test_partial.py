@@ -10,6 +10,7 @@ import pytest
 from lpw_mp.harness.progress import Progress
 from lpw_mp.harness.runner import run
 from lpw_mp.results import schemas
+from lpw_mp.results.formats import RESULT
 from lpw_mp.results.tables import format_markdown, format_terminal
 from lpw_mp.results.verdicts import annotate
 
@@ -49,7 +50,7 @@ def interrupted_run(cfg, point, **overrides):
     assert [leg["status"] for leg in result["legs"]] == ["interrupted", "not run"]
     annotate(result)
     result["run_id"] = "test"
-    assert schemas.first_error(result, "lpw_mp-result", 1) is None
+    assert schemas.first_error(result, "lpw_mp-result", RESULT.version) is None
     return result, result["legs"][0]["partial"]
 
 

@@ -13,7 +13,7 @@ from test_cli import assert_refused
 
 pytestmark = pytest.mark.timeout(90)
 
-RESULT, SWEEP = ("lpw_mp-result", 1), ("lpw_mp-sweep", 1)
+RESULT, SWEEP = ("lpw_mp-result", 2), ("lpw_mp-sweep", 1)
 TINY = ["--cpus", "2", "--memory", "16M", "--walker-time", "0.1"]
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from lpw_mp.commands.cli import main
 from lpw_mp.results import schemas
+from lpw_mp.results.formats import RESULT
+from lpw_mp.results.repeats import combine
 from lpw_mp.results.stats import MIN_SAMPLES
 from lpw_mp.results.tables import UPDATER, format_markdown, format_terminal
 from lpw_mp.results.verdicts import FIGURES, annotate, flagged_warnings
@@ -34,16 +36,25 @@ def real(tmp_path_factory):
 
 @pytest.fixture
 def big(real):
-    """The real result with the figures of the seed's scenario (128 CPUs, 253,952 THPs):
-    the widest numbers a table meets, an unresolved walker median, and a leg cut short."""
+    """The real result with the figures of the seed's scenario (128 CPUs, 253,952 THPs) over
+    three repeats: the widest numbers and intervals a table meets, an unresolved walker
+    median, and a leg cut short."""
     doc = copy.deepcopy(real)
-    doc["config"].update(cpus=128, active_cpus=128, npmds=253952, memory_h="496G")
+    doc["config"].update(cpus=128, active_cpus=128, npmds=253952, memory_h="496G", repeat=3)
     for leg in doc["legs"]:
-        leg.update(wall_s=1090.0, per_op_s=4.29e-3, serialisations=253952, skipped=253952,
-                   ipis_sent=32505856, grace_periods=12345, walks=1234567, retries=12345)
-        leg["ipi_round_s"].update(n=253952, median=4.29e-3, p99=0.0257, cv=0.1)
-        leg["walker_side"]["walks_per_s"] = 12345678.0
-        leg["violations"]["total"] = 173
+        samples = []
+        for repeat, f in enumerate((0.91, 1.0, 1.13), 1):
+            sample = copy.deepcopy(leg["samples"][0])
+            sample.update(repeat=repeat, wall_s=1090.0 * f, per_op_s=4.29e-3 * f,
+                          serialisations=253952, skipped=253952, ipis_sent=32505856,
+                          grace_periods=12345, walks=1234567, retries=12345)
+            sample["ipi_round_s"].update(n=253952, median=4.29e-3 * f, p99=0.0257 * f, cv=0.1)
+            sample["walker_side"]["walks_per_s"] = 12345678.0 * f
+            sample["walker_side"]["begin_end_p99_ns"] *= f
+            sample["violations"]["total"] = 173
+            samples.append(sample)
+        leg.update(samples=samples, repeats=3, repeats_asked=3, **combine(samples))
+        del leg["intervals"]
     annotate(doc)
     for leg in doc["legs"][1:]:
         leg["speedup_vs_ipi"] = 2534.18
@@ -54,10 +65,10 @@ def big(real):
         "partial": {"phase": "operation", "cpus_started": 128, "operations_done": 76186,
                     "operations_total": 253952, "op_elapsed_s": 1234.5, "ipis_sent": 9751808,
                     "ipi_rounds_at_least": 76186, "walks": 4321, "retries": 0,
-                    "walker_side": count["walker_side"],
+                    "walker_side": count["samples"][0]["walker_side"],
                     "violations": {"total": 0, "by_kind": {}, "examples": []}}}
     doc["status"], doc["signal"] = "interrupted", "SIGINT"
-    assert schemas.first_error(doc, "lpw_mp-result", 1) is None
+    assert schemas.first_error(doc, "lpw_mp-result", RESULT.version) is None
     return doc
 
 

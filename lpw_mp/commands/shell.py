@@ -9,7 +9,7 @@ import os
 import re
 import sys
 
-from lpw_mp.harness.config import START_METHODS, Config, ConfigError
+from lpw_mp.harness.config import MAX_REPEAT, START_METHODS, Config, ConfigError
 from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
@@ -98,6 +98,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    default=d.walker_time,
                    help="per strategy, how long the CPUs walk with no updater running to "
                         "measure the walker-side cost (default 1s; 0 skips it)")
+    p.add_argument("--repeat", type=_typed(parse_int, "repeat"), default=d.repeat,
+                   help="run every strategy this many times, interleaved (ABCABC), each on a "
+                        "fresh machine; the tables show medians with intervals "
+                        f"(default {d.repeat}; 1 to {MAX_REPEAT})")
     p.add_argument("--seed", type=_typed(parse_int, "seed"), default=d.seed,
                    help="seed of the page-table layout and the walk addresses")
     p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),

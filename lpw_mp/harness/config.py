@@ -20,6 +20,8 @@ MIN_MEMORY, MAX_MEMORY = ptm.BASE_PAGE, 64 << 40
 MAX_OPS = 10_000_000
 #: The seed feeds random.Random; 32 bits is every layout anyone will ask for.
 MAX_SEED = 2**32 - 1
+#: --repeat: each repeat runs every strategy again; a hundred is hours at the seed's scale.
+MAX_REPEAT = 100
 MAX_WALK_RATE = 1e6
 MAX_WALK_WINDOW = 1.0
 MAX_WALKER_TIME = 600.0
@@ -59,6 +61,8 @@ class Config:
     mixed_ops: int = 0
     #: Seconds the CPUs walk, with no updater, to measure each strategy's walker side.
     walker_time: float = 1.0
+    #: Times every strategy is run, interleaved (ABCABC), for medians and intervals.
+    repeat: int = 1
     seed: int = 1
     ipi_timeout: float = 10.0
     start_method: str = "fork"
@@ -150,6 +154,7 @@ class Config:
             raise ConfigError(f"--ipi-timeout {_duration(self.ipi_timeout)} is above "
                               f"{MAX_IPI_TIMEOUT / 3600:g} h: a run that stalls would wait that "
                               f"long before saying so")
+        _whole(self.repeat, "--repeat", 1, MAX_REPEAT)
         _whole(self.seed, "--seed", 0, MAX_SEED)
         if self.start_method not in START_METHODS:
             raise ConfigError(f"unknown --start-method {self.start_method!r}")

@@ -14,6 +14,7 @@ from lpw_mp.harness.walkers import measure_walkers
 from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import RESULT
+from lpw_mp.results.repeats import combine
 from lpw_mp.results.stats import summarize
 
 
@@ -149,14 +150,30 @@ def _leg_stub(name: str, status: str, error=None) -> dict:
     return leg
 
 
+#: The keys of a leg that name it; a sample is a leg's row without them.
+IDENTITY = ("strategy", "safe", "kernel", "status")
+
+
+def _sample(row: dict, repeat: int) -> dict:
+    return {"repeat": repeat, **{k: v for k, v in row.items() if k not in IDENTITY}}
+
+
+def _combined_leg(name: str, samples: list, asked: int) -> dict:
+    """The leg of ``name`` over its finished ``samples`` (``repeats.combine``)."""
+    return {**_leg_stub(name, "ok"), **combine(samples), "repeats": len(samples),
+            "repeats_asked": asked, "samples": samples}
+
+
 def run(cfg, argv=None, progress=None) -> dict:
-    """Run every strategy of ``cfg`` in turn; never raises for a failed leg or an interrupt.
+    """Run every strategy of ``cfg`` ``cfg.repeat`` times, interleaved (ABCABC: round by
+    round, each leg on a fresh machine); never raises for a failed leg or an interrupt.
 
     The result's ``status`` is ``complete``, ``failed`` (a leg failed; later legs were not run)
-    or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). Legs that finished keep their
-    figures either way; the leg under way is marked ``failed`` or ``interrupted`` and keeps
-    what was known of it under ``partial``. ``progress`` (a ``Progress``) is told every phase
-    of every leg."""
+    or ``interrupted`` (SIGINT/SIGTERM; ``signal`` names it). A strategy with at least one
+    finished repeat is an ``ok`` leg over the repeats that finished (``repeats`` of
+    ``repeats_asked``); one with none is marked ``failed``, ``interrupted`` (keeping what was
+    known of it under ``partial``) or ``not run``. ``progress`` (a ``Progress``) is told every
+    phase of every leg."""
     progress = progress or Progress()
     result = {
         **RESULT.header(), "lpw_mp_version": __version__,
@@ -165,39 +182,55 @@ def run(cfg, argv=None, progress=None) -> dict:
         "config": cfg.to_dict(), "host": host_metadata(cfg.cpus, cfg.start_method),
         "legs": [], "errors": [],
     }
-
-    current = None
+    samples = {name: [] for name in cfg.strategies}
+    current, cut = None, None   # cut: the stub of the leg that did not finish
     try:
         with interruptible():
-            for index, name in enumerate(cfg.strategies, 1):
-                current = Leg(cfg, name, progress)
-                progress.leg(index, name)
-                try:
-                    result["legs"].append(current.run())
-                except (EmulatorError, OSError, MemoryError) as exc:
-                    # OSError, MemoryError: the host refused memory or a process; the legs that
-                    # finished must still be reported.
-                    error = (str(exc) if isinstance(exc, EmulatorError)
-                             else f"{type(exc).__name__}: {exc} under strategy {name}")
-                    result["status"] = "failed"
-                    result["errors"].append(error)
-                    result["legs"].append(current.stub("failed", error))
-                    break
-                finally:
-                    progress.leg_done()
+            index = 0
+            for repeat in range(1, cfg.repeat + 1):
+                for name in cfg.strategies:
+                    index += 1
+                    current = Leg(cfg, name, progress)
+                    progress.leg(index, name)
+                    try:
+                        samples[name].append(_sample(current.run(), repeat))
+                        current = None   # finished: an interrupt now cuts no leg short
+                    except (EmulatorError, OSError, MemoryError) as exc:
+                        # OSError, MemoryError: the host refused memory or a process; the
+                        # legs that finished must still be reported.
+                        error = (str(exc) if isinstance(exc, EmulatorError)
+                                 else f"{type(exc).__name__}: {exc} under strategy {name}")
+                        if cfg.repeat > 1:
+                            error += f" (repeat {repeat} of {cfg.repeat})"
+                        result["status"] = "failed"
+                        result["errors"].append(error)
+                        cut = current.stub("failed", error)
+                        raise _Stop from None
+                    finally:
+                        progress.leg_done()
+    except _Stop:
+        pass
     except Interrupted as exc:
         result["status"] = "interrupted"
         result["signal"] = signal.Signals(exc.signum).name
         result["errors"].append(f"interrupted by {result['signal']}")
+        if current is not None:
+            cut = current.stub("interrupted")
     finally:
         progress.close()
-    done = {leg["strategy"] for leg in result["legs"]}
     for name in cfg.strategies:
-        if name not in done:
-            if current is not None and name == current.name and \
-                    result["status"] == "interrupted":
-                result["legs"].append(current.stub("interrupted"))
-            else:
-                result["legs"].append(_leg_stub(name, "not run"))
+        if samples[name]:
+            leg = _combined_leg(name, samples[name], cfg.repeat)
+            if cut is not None and cut["strategy"] == name:
+                leg["cut"] = cut   # a later repeat of it was cut short
+        elif cut is not None and cut["strategy"] == name:
+            leg = cut
+        else:
+            leg = _leg_stub(name, "not run")
+        result["legs"].append(leg)
     result["finished"] = now()
     return result
+
+
+class _Stop(Exception):
+    """A leg failed: no later leg runs."""

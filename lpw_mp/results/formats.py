@@ -3,7 +3,9 @@ its versions, its JSON Schema, the header a writer stamps on it, and ``load``, w
 calls before it reads a single key (pyperf keeps the same beside its ``_JSON_VERSION``).
 
 A new version: bump ``version``, add a line to ``history``, ship ``<kind>-v<N>.json`` in
-``schemas/`` and register it there; readers refuse other versions with one line."""
+``schemas/`` and register it there, and give ``upgrades`` a function that turns a document of
+the previous version into one of the new: a reader then reads every version since the first
+(checked against its own schema, then upgraded), and refuses others with one line."""
 
 import json
 from dataclasses import dataclass
@@ -29,22 +31,38 @@ class Format:
     contents: str
     #: ``(version, what changed)``, oldest first.
     history: tuple
+    #: ``version -> f(document)``: a document of that version as one of the next, in place.
+    upgrades: dict = None
 
     def header(self) -> dict:
         """The keys every document of this format starts with."""
         return {"format": self.name, "format_version": self.version}
 
+    def readable(self) -> list:
+        """The versions a reader takes: this one and every one it can upgrade from."""
+        return sorted({self.version, *(self.upgrades or {})})
+
     def problem(self, document) -> str:
-        """Why ``document`` is not of this format and version, or "" if it is."""
+        """Why ``document`` is not of this format and of a version it reads, or "" if it
+        is. Call ``upgrade`` after."""
         kind = document.get("format") if isinstance(document, dict) else None
         if kind != self.name:
             return f"is not an {self.title} (format {kind!r}, expected {self.name!r})"
-        if document.get("format_version") != self.version:
-            return (f"has {self.title.split()[-1]} format version "
-                    f"{document.get('format_version')!r}; this lpw_mp reads version "
-                    f"{self.version}")
-        error = schemas.first_error(document, self.name, self.version)
+        version = document.get("format_version")
+        readable = self.readable()
+        if version not in readable or isinstance(version, bool):
+            shown = ", ".join(map(str, readable))
+            return (f"has {self.title.split()[-1]} format version {version!r}; this lpw_mp "
+                    f"reads version{'s' if len(readable) > 1 else ''} {shown}")
+        error = schemas.first_error(document, self.name, version)
         return f"is not a valid {self.title}: {error}" if error else ""
+
+    def upgrade(self, document: dict) -> dict:
+        """``document`` (valid, of a version it reads) as one of the current version."""
+        while document["format_version"] < self.version:
+            self.upgrades[document["format_version"]](document)
+            document["format_version"] += 1
+        return document
 
     def load(self, path: str) -> dict:
         """The document in the file ``path``, checked against this format; FormatError if it
@@ -61,15 +79,31 @@ class Format:
         problem = self.problem(document)
         if problem:
             raise FormatError(f"{path} {problem}")
-        return document
+        return self.upgrade(document)
+
+
+def _result_v1_to_v2(document: dict) -> None:
+    """A version 1 result ran every strategy once: each ok leg is its own one sample."""
+    document["config"]["repeat"] = 1
+    annotations = ("safety", "warnings", "warning_figures", "walker_vs_ipi", "speedup_vs_ipi")
+    for leg in document["legs"]:
+        if leg.get("status") == "ok":
+            sample = {k: v for k, v in leg.items()
+                      if k not in ("strategy", "safe", "kernel", "status", *annotations)}
+            leg.update(repeats=1, repeats_asked=1, samples=[{"repeat": 1, **sample}])
 
 
 RESULT = Format(
-    name="lpw_mp-result", version=1, title="lpw_mp result", filename="result.json",
+    name="lpw_mp-result", version=2, title="lpw_mp result", filename="result.json",
     folder="run", contents="its report.md has the tables",
     history=((1, "result.json of run and reproduce: command, config, host, legs (updater "
                  "figures, walker phase, violations), warnings, errors, status; reproduce "
-                 "adds a reproduce section"),))
+                 "adds a reproduce section"),
+             (2, "--repeat: config.repeat; an ok leg has samples (one row per repeat, with "
+                 "its round), repeats, repeats_asked, figures that are medians over the "
+                 "samples and intervals (median, low, high, n, confidence) per figure; "
+                 "version 1 results are read as one-sample legs")),
+    upgrades={1: _result_v1_to_v2})
 
 SWEEP = Format(
     name="lpw_mp-sweep", version=1, title="lpw_mp sweep", filename="sweep.json",

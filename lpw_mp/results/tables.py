@@ -102,7 +102,41 @@ def _walker_cells(name, side, rel, walks, retries, compact: bool) -> dict:
             "walks": _count(walks), "retries": _count(retries)}
 
 
+#: A figure's text ends in one of these units; an interval's low end drops it when the high
+#: end has the same one (``2.05-2.31 s``).
+_UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
+
+
+def _interval_text(interval, show) -> str:
+    """`` (low-high)`` of ``stats.median_interval`` ``interval`` printed by ``show``."""
+    low, high = show(interval["low"]), show(interval["high"])
+    lo, hi = _UNIT.match(low), _UNIT.match(high)
+    if lo and hi and lo.group(2) == hi.group(2):
+        low = lo.group(1)
+    return f" ({low}-{high})"
+
+
+#: The cells that carry an interval, by column key: how to print its ends.
+_SHOWN = {"time": format_duration, "per_op": format_duration, "ipi_p50": format_duration,
+          "ipi_p99": format_duration, "vs_ipi": lambda x: _ratio(x),
+          "walks_per_s": lambda x: f"{x:,.0f}", "walker_p50": lambda x: _ns(x),
+          "walker_p99": lambda x: _ns(x), "walker_vs_ipi": lambda x: _ratio(x),
+          "p99_vs_ipi": lambda x: _ratio(x)}
+
+
+def _add_intervals(cells: dict, leg: dict) -> None:
+    for key, interval in (leg.get("intervals") or {}).items():
+        if key in _SHOWN and cells.get(key, "-") not in ("-", "baseline"):
+            cells[key] += _interval_text(interval, _SHOWN[key])
+
+
 def _ok_cells(leg, compact: bool) -> dict:
+    cells = _figure_cells(leg, compact)
+    _add_intervals(cells, leg)
+    return cells
+
+
+def _figure_cells(leg, compact: bool) -> dict:
     name, r = leg["strategy"], leg["ipi_round_s"]
     return {
         "strategy": name, "time": format_duration(leg["wall_s"]),
@@ -278,29 +312,71 @@ def _ranges(cores) -> str:
     return ",".join(spans)
 
 
+def repeat_lines(result: dict) -> list:
+    """What the figures are over: one sample, or the medians of the repeats and what their
+    intervals mean."""
+    asked = result["config"].get("repeat", 1)
+    if asked == 1:
+        return ["one sample per strategy: no intervals, and compare cannot tell a difference "
+                "from noise (--repeat 6 gives 95% intervals)"]
+    done = sorted({leg.get("repeats", 1) for leg in result["legs"] if leg.get("status") == "ok"})
+    n = min(done, default=asked)
+    level = _interval_level(result)
+    what = (f"medians of {asked} repeats" if done == [asked]
+            else f"medians of the repeats that finished ({n} to {max(done, default=n)} of "
+                 f"{asked})")
+    line = (f"{what}, run interleaved (every strategy once per round, each on a fresh "
+            f"machine); (low-high) is the interval of the median from the order statistics")
+    if level is not None and level < 0.95:
+        line += (f": with {n} samples that is their range, which holds the median with "
+                 f"{level:.1%} confidence (6 repeats give 95%)")
+    elif level is not None:
+        line += f", at {level:.1%} confidence or more"
+    line += "; ratios to ipi are medians of the per-round ratios"
+    return [line]
+
+
+def _interval_level(result: dict):
+    levels = [i["confidence"] for leg in result["legs"]
+              for i in (leg.get("intervals") or {}).values()]
+    return min(levels) if levels else None
+
+
 def partial_lines(result: dict) -> list:
     """One line per leg cut short with figures: how far it got, what its row shows."""
-    op, lines = result["config"]["op"], []
+    lines = []
     for leg in result["legs"]:
+        if leg.get("cut"):
+            cut = leg["cut"]
+            done = leg["repeats"]
+            where = _where(result, cut.get("partial")) if cut.get("partial") else ""
+            lines.append(f"{leg['strategy']}: repeat {done + 1} of {leg['repeats_asked']} was "
+                         f"{cut['status']}{where}: its row shows the {done} that finished")
         part = leg.get("partial")
         if not part:
             continue
-        where = {"starting": f"while starting its CPUs ({part['cpus_started']:,} of "
-                             f"{result['config']['cpus']:,} started)",
-                 "walker phase": "during its walker phase",
-                 "stopping": "while stopping its CPUs"}.get(part["phase"], f"during the {op}")
-        if part["op_elapsed_s"] is not None:
-            total = part["operations_total"]
-            where += (f" after {part['operations_done']:,} of {total:,} operations"
-                      if total else f" after {part['operations_done']:,} operations")
-            where += f" in {format_duration(part['op_elapsed_s'])}"
         shown = ("its row shows the figures up to then (partial; serialised >=N: at least N "
                  "IPI rounds)" if part["op_elapsed_s"] is not None
                  else "its row shows what was known (partial)")
         if part["walker_side"]:
             shown += ", its walker phase had ended"
-        lines.append(f"{leg['strategy']} was {leg['status']} {where}: {shown}")
+        lines.append(f"{leg['strategy']} was {leg['status']}{_where(result, part)}: {shown}")
     return lines
+
+
+def _where(result: dict, part: dict) -> str:
+    """`` during the munmap after 12 of 128 operations in 1.2 s``: where a leg was cut."""
+    op = result["config"]["op"]
+    where = {"starting": f"while starting its CPUs ({part['cpus_started']:,} of "
+                         f"{result['config']['cpus']:,} started)",
+             "walker phase": "during its walker phase",
+             "stopping": "while stopping its CPUs"}.get(part["phase"], f"during the {op}")
+    if part["op_elapsed_s"] is not None:
+        total = part["operations_total"]
+        where += (f" after {part['operations_done']:,} of {total:,} operations"
+                  if total else f" after {part['operations_done']:,} operations")
+        where += f" in {format_duration(part['op_elapsed_s'])}"
+    return " " + where
 
 
 def _trailer(result: dict) -> list:
@@ -332,7 +408,7 @@ def format_terminal(result: dict, width=None) -> str:
         _widest(_render(columns, rows, op, False)) > width for _, columns in full)
     if compact:
         rows, notes = table_rows(result, compact=True)
-    parts = _wrapped(describe_setup(result), width)
+    parts = _wrapped(describe_setup(result) + repeat_lines(result), width)
     for title, columns in (_compact_tables(result) if compact else full):
         parts += [""] + _fitted(title, columns, rows, op, compact, width)
     if compact and any(row["added"].startswith(UNRESOLVED) for row in rows):
@@ -355,7 +431,7 @@ def format_markdown(result: dict) -> str:
              f"Status: **{result['status']}**, started {result['started']}, "
              f"finished {result['finished']}.", "",
              f"Command: `{' '.join(result['command'])}`", ""]
-    parts += [f"- {line}" for line in describe_setup(result)]
+    parts += [f"- {line}" for line in describe_setup(result) + repeat_lines(result)]
     parts += ["", "## Updater side", "", _render(updater, rows, op, False, "pipe"),
               "", "## Walker side", "",
               "Measured in a walker phase of its own: every CPU walks back to back, with no "

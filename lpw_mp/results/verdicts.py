@@ -2,7 +2,9 @@
 warnings), the walker side against ipi's, and the exit status."""
 
 import copy
+import statistics
 
+from lpw_mp.results.repeats import figure_values, intervals
 from lpw_mp.results.stats import MIN_SAMPLES, P99_SAMPLES
 from lpw_mp.units import format_duration
 
@@ -88,7 +90,8 @@ def run_warnings(result: dict) -> list:
 
 
 def annotate(result: dict) -> dict:
-    """Add the safety verdicts, warnings and walker-side ratios to ``result`` in place."""
+    """Add the safety verdicts, warnings, walker-side ratios and intervals to ``result`` in
+    place. Ratios to ipi are medians of the per-round ratios (``repeats.PAIRED``)."""
     legs_ok = [leg for leg in result["legs"] if leg.get("status") == "ok"]
     base = next((leg for leg in legs_ok if leg["strategy"] == "ipi"), None)
     for leg in legs_ok:
@@ -96,10 +99,18 @@ def annotate(result: dict) -> dict:
         flagged = flagged_warnings(leg, result["host"], result["config"])
         leg["warnings"] = [text for text, _ in flagged]
         leg["warning_figures"] = [list(figures) for _, figures in flagged]
-        leg["walker_vs_ipi"] = compare_to_ipi(leg.get("walker_side"),
-                                              base.get("walker_side") if base else None)
-        if base and base["wall_s"] and leg["wall_s"]:
-            leg["speedup_vs_ipi"] = base["wall_s"] / leg["wall_s"]
+        leg["walker_vs_ipi"] = rel = compare_to_ipi(leg.get("walker_side"),
+                                                    base.get("walker_side") if base else None)
+        leg["intervals"] = intervals(leg, base)
+        if base is None:
+            continue
+        speedups = figure_values(leg, "vs_ipi", base)
+        if speedups:
+            leg["speedup_vs_ipi"] = statistics.median(speedups)
+        for key, ratio in (("walker_vs_ipi", "begin_end_ratio"), ("p99_vs_ipi", "p99_ratio")):
+            values = figure_values(leg, key, base)
+            if values and rel[ratio] is not None:
+                rel[ratio] = statistics.median(values)
     result["warnings"] = run_warnings(result)
     result["unsafe_violations"] = sum(leg["violations"]["total"] for leg in legs_ok
                                       if leg["safe"])
@@ -110,7 +121,8 @@ def annotated(result: dict) -> dict:
     """``result`` if it carries its verdicts, else an annotated copy: what a formatter reads
     is there whoever made the document."""
     legs_ok = [leg for leg in result["legs"] if leg.get("status") == "ok"]
-    if "warnings" in result and all("safety" in leg and "warnings" in leg for leg in legs_ok):
+    if "warnings" in result and all("safety" in leg and "warnings" in leg and "intervals" in leg
+                                    for leg in legs_ok):
         return result
     return annotate(copy.deepcopy(result))
 

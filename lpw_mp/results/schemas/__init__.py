@@ -1,7 +1,7 @@
 """JSON Schemas of the documents lpw_mp writes, and validation against them.
 
-``result-v1.json`` describes ``result.json`` (format ``lpw_mp-result``, version 1) and
-``sweep-v1.json`` describes ``sweep.json`` (``lpw_mp-sweep``, version 1), which refers to the
+``result-v2.json`` describes ``result.json`` (format ``lpw_mp-result``, version 2;
+``result-v1.json`` is kept to read older results) and ``sweep-v1.json`` describes ``sweep.json`` (``lpw_mp-sweep``, version 1), which refers to the
 first for the configuration, host and legs. A reader validates a document before it reads a
 key, so that a document that only looks right (the right ``format``, keys missing or of the
 wrong type) is refused with one line saying what is wrong and where."""
@@ -14,7 +14,8 @@ import jsonschema
 from referencing import Registry, Resource
 
 #: (format, format_version) -> schema file in this package.
-SCHEMAS = {("lpw_mp-result", 1): "result-v1.json", ("lpw_mp-sweep", 1): "sweep-v1.json"}
+SCHEMAS = {("lpw_mp-result", 1): "result-v1.json", ("lpw_mp-result", 2): "result-v2.json",
+           ("lpw_mp-sweep", 1): "sweep-v1.json"}
 #: A message quoting a large part of the document is cut to this many characters.
 MAX_MESSAGE = 160
 
