@@ -7,14 +7,15 @@ from multiprocessing.connection import wait
 
 from lpw_mp.harness.emulator import EmulatorError
 from lpw_mp.kernel.machine import HIST_STEPS, Deadline
-from lpw_mp.results.stats import hist_percentile
+from lpw_mp.results.stats import hist_percentile, log_histogram
 
 
 def measure_walkers(emu, seconds: float) -> dict:
     """Let every CPU of ``emu`` walk back to back for ``seconds``; return the walks per second
     and the time each walk spends in IRQ-disable + ``begin_lockless_pgtbl_walk`` and
     ``end_lockless_pgtbl_walk`` + IRQ-enable (the strategy's walker-side cost): mean, median
-    and p99, and the whole IRQ-off window.
+    and p99, and the whole IRQ-off window, with the two histograms they come from
+    (``stats.log_histogram``: unit, bucket edges and counts).
 
     Back to back, the CPUs' caches are warm, so the median is the cost of the code itself,
     while all of them contend for whatever the strategy shares; the mean and p99 add what
@@ -60,7 +61,12 @@ def measure_walkers(emu, seconds: float) -> dict:
         "begin_end_mean_ns": after["begin_end_ns"] / walks if walks else None,
         "irq_off_median_ns": hist_percentile(window, 50, HIST_STEPS),
         "irq_off_mean_ns": after["walk_ns"] / walks if walks else None,
+        # The histograms the figures above come from, each with its unit and bucket edges:
+        # HIST_STEPS buckets per doubling (9% wide at 8), the figures interpolated within one.
+        "begin_end_histogram": log_histogram(cost, HIST_STEPS),
+        "irq_off_histogram": log_histogram(window, HIST_STEPS),
+        # What result-v1 requires and older documents have: every bucket of the first, and
+        # the buckets per doubling (how finely the medians can tell two costs apart).
         "begin_end_hist": cost,
-        # Buckets per doubling: how finely the medians above can tell two costs apart.
         "hist_steps": HIST_STEPS,
     }

@@ -285,7 +285,19 @@ def _wrapped(lines, width) -> list:
 
 
 def describe_setup(result: dict) -> list:
+    """The configuration; the host's cores, Python and memory; and, on a line of their own,
+    its CPU, frequency governor and kernel and the lpw_mp commit (absent from a document
+    written before lpw_mp recorded them)."""
     c, h = result["config"], result["host"]
+    cpu = []
+    if "kernel" in h:
+        commit, governor = h.get("lpw_mp_commit"), h.get("cpu_freq_governor")
+        version = (commit["commit"][:12] + ("+dirty" if commit.get("dirty") else "")
+                   if commit else f"{result.get('lpw_mp_version', '?')} (not a checkout)")
+        cpu = [f"CPU: {h.get('cpu_model') or 'model unknown'}, "
+               f"{f'governor {governor}' if governor else 'no frequency governor'}, "
+               f"{h['platform'].split('-')[0] or 'kernel'} {h['kernel'] or '?'}, "
+               f"lpw_mp {version}"]
     return [
         f"{c['cpus']:,} simulated CPUs ({c['active_cpus']:,} running the process), "
         f"{c['op']} of {c['memory_h']} in {c['npmds']:,} THPs of {c['thp_size_h']}, "
@@ -295,6 +307,7 @@ def describe_setup(result: dict) -> list:
         f"(affinity {_ranges(h['affinity'])}), {h['oversubscription']:g} processes per core, "
         f"Python {h['python']}, start method {h['start_method']}, "
         f"{h['memory_bytes'] / 2**30:.1f} GiB RAM",
+        *cpu,
     ]
 
 
