@@ -80,6 +80,26 @@ def test_the_line_shows_the_strategy_the_phase_and_an_eta(display):
                                 "ETA 00:44"
 
 
+def test_with_repeats_the_line_counts_legs_and_the_eta_knows_each_strategy(cfg):
+    """--repeat 2 of ipi and count: the line counts legs (k of 4) and names the repeat; once
+    the first round is done, the ETA adds up each strategy's own last leg (ipi 40 s, count
+    4 s: 44 s for the second round), not the average of both."""
+    clock, stream = Clock(), Terminal()
+    shown = TerminalProgress(cfg(strategies=["ipi", "count"], cpus=4, walker_time=1.0,
+                                 repeat=2), stream, clock=clock, width=160)
+    try:
+        for index, name, took in ((1, "ipi", 40.0), (2, "count", 4.0)):
+            shown.leg(index, name)
+            clock.now += took
+            shown.leg_done()
+        assert shown.eta() == 44.0
+        shown.leg(3, "ipi")
+        assert last_line(stream).startswith("leg 3 of 4 (repeat 2 of 2): ipi | starting 4 CPUs")
+        assert last_line(stream).endswith("ETA 00:44")
+    finally:
+        shown.close()
+
+
 def test_a_narrow_terminal_gets_a_line_that_fits(cfg):
     """On a 60-column terminal the line drops the bar and is cut short of the last column, so
     that it never wraps (a wrapped line could not be redrawn in place)."""

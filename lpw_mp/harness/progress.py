@@ -68,14 +68,19 @@ class TerminalProgress(Progress):
 
     The ETA adds up what is left of the leg under way (from its operations per second once
     some are done, else from the legs done so far) and the legs not started, each taken to
-    last as long as the legs done so far did on average (or as the one under way will, while
-    none is done). Until one of those is known it says ``ETA unknown``."""
+    last as long as the same strategy's last leg did (with ``--repeat``, from the second
+    round on), else as long as the legs done so far did on average (or as the one under way
+    will, while none is done). Until one of those is known it says ``ETA unknown``."""
 
     def __init__(self, cfg, stream, clock=time.monotonic, width=None):
         self.stream = stream
         self.clock = clock
         self.width = width
         self.strategies = list(cfg.strategies)
+        self.repeat = getattr(cfg, "repeat", 1)
+        #: Every leg of the run in order: the strategies once per repeat (runner.run).
+        self.legs = self.strategies * self.repeat
+        self.by_name = {}            # strategy -> duration of its last finished leg
         self.cpus, self.op, self.walker_time = cfg.cpus, cfg.op, cfg.walker_time
         self.started = clock()
         self.durations = []          # of the legs done
@@ -116,6 +121,7 @@ class TerminalProgress(Progress):
     def leg_done(self):
         if self.leg_started is not None:
             self.durations.append(self.clock() - self.leg_started)
+            self.by_name[self.name] = self.durations[-1]
         self.leg_started = None
 
     def close(self):
@@ -146,7 +152,12 @@ class TerminalProgress(Progress):
         """The status line, cut to the terminal's width (the bar goes first)."""
         now = self.clock() if now is None else now
         width = (self.width or _columns(self.stream)) - 1
-        strategy = f"strategy {self.index} of {len(self.strategies)}: {self.name}"
+        if self.repeat > 1:
+            per_round = len(self.strategies)
+            strategy = (f"leg {self.index} of {len(self.legs)} (repeat "
+                        f"{(self.index - 1) // per_round + 1} of {self.repeat}): {self.name}")
+        else:
+            strategy = f"strategy {self.index} of {len(self.strategies)}: {self.name}"
         times = f"{_clock(now - self.started)} elapsed, {self._eta_text(now)}"
         parts = [strategy, self._phase_text(with_bar=True), times]
         if len(" | ".join(parts)) > width:
@@ -179,18 +190,27 @@ class TerminalProgress(Progress):
         """Seconds left in the whole run, or None while there is nothing to estimate it from."""
         now = self.clock() if now is None else now
         average = sum(self.durations) / len(self.durations) if self.durations else None
-        later = len(self.strategies) - self.index
+        later = self._later(average)
         if self.leg_started is None:  # between legs: the one just done is counted already
-            return None if average is None else later * average
+            return None if average is None else later
         in_leg = now - self.leg_started
         if self.op_started is not None and self.done and self.total:
             op_time = now - self.op_started
             this_leg = in_leg + op_time * (self.total - self.done) / self.done
         elif average is not None:
-            this_leg = max(average, in_leg)
+            this_leg = max(self.by_name.get(self.name, average), in_leg)
         else:
             return None
-        return (this_leg - in_leg) + later * (average if average is not None else this_leg)
+        if average is None:
+            later = (len(self.legs) - self.index) * this_leg
+        return (this_leg - in_leg) + later
+
+    def _later(self, average):
+        """Seconds for the legs not started: each as long as that strategy's last leg took
+        (known from the second repeat on), else as long as the legs done took on average."""
+        if average is None:
+            return None
+        return sum(self.by_name.get(name, average) for name in self.legs[self.index:])
 
 
 def _clock(seconds: float) -> str:
