@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import statistics
 
 import pytest
 
@@ -23,18 +24,21 @@ PUBLISHED_TEXT = ("275 s", "418 ms", "430 ms", "82,150 ms", "39 ms", "369 ms")
 
 def test_the_default_is_the_seed_scenario():
     """Without options, reproduce means 128 CPUs unmapping 496G of 2M THPs (253,952 PMDs) under
-    every strategy, and --help says so."""
+    every strategy, three times over (interleaved), and --help says so."""
     cfg = config_from_args(build_parser().parse_args([]))
     assert (cfg.cpus, cfg.memory, cfg.thp_size, cfg.op) == (128, 496 << 30, 2 << 20, "munmap")
     assert cfg.npmds == SEED_THPS and cfg.strategies == list(STRATEGIES)
-    helptext = build_parser().format_help()
+    assert cfg.repeat == 3
+    helptext = " ".join(build_parser().format_help().split())
     assert "(default 496G)" in helptext and "(default all)" in helptext
+    assert "medians with intervals (default 3)" in helptext
 
 
 def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
-    """A tiny reproduce runs every strategy, prints the emulator's times and speedups beside
-    every published figure and its speedup, says it is not the published scenario and what
-    differs from the hardware, and writes reproduce.md next to the usual report."""
+    """A tiny reproduce runs every strategy three times, prints the emulator's median times
+    and speedups (medians of the per-round ratios) with their intervals beside every
+    published figure and its speedup, says it is not the published scenario and what differs
+    from the hardware, and writes reproduce.md next to the usual report."""
     runs = tmp_path / "runs"
     code = main(["reproduce", "--cpus", "2", "--memory", "16M", "--walk-rate", "0", *FAST,
                  "--runs-dir", str(runs)])
@@ -53,8 +57,12 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
         p.seconds for p in PUBLISHED)
     by_strategy = {r["strategy"]: r for r in rows}
     count = by_strategy["count"]
-    assert count["emulator_speedup"] == pytest.approx(legs["ipi"]["wall_s"]
-                                                      / legs["count"]["wall_s"])
+    rounds = zip(legs["ipi"]["samples"], legs["count"]["samples"])
+    assert count["emulator_speedup"] == pytest.approx(
+        statistics.median(i["wall_s"] / c["wall_s"] for i, c in rounds))
+    low, high = count["emulator_speedup_interval"]["low"], count["emulator_speedup_interval"]["high"]
+    assert low <= count["emulator_speedup"] <= high
+    assert count["emulator_interval"]["low"] <= legs["count"]["wall_s"]
     assert count["published_speedup"] == pytest.approx(275 / 0.418)
     assert by_strategy["v5.8"]["published_speedup"] == pytest.approx(82.150 / 0.369)
     assert by_strategy["none"]["published"] is None

@@ -16,7 +16,7 @@ from lpw_mp.commands.shell import (Parser, UsageError, add_run_options, finish, 
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results.folders import write_run
-from lpw_mp.results.tables import format_terminal
+from lpw_mp.results.tables import format_terminal, interval_text
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies import STRATEGIES, canonical
@@ -27,6 +27,9 @@ SUMMARY = "the seed's scenario (128 CPUs, 496G) beside the published figures"
 #: The seed's scenario (v5 cover letter): the published figures were measured on this.
 SEED = {"cpus": 128, "memory": 496 << 30, "thp_size": 2 << 20, "op": "munmap",
         "strategies": list(STRATEGIES)}
+#: Repeats unless --repeat says otherwise: the ipi leg alone takes minutes, so three (whose
+#: range holds the median with 75% confidence), not the six a 95% interval needs.
+DEFAULT_REPEAT = 3
 SEED_THPS = SEED["memory"] // SEED["thp_size"]
 PRESETS = {"seed": SEED}
 
@@ -73,10 +76,11 @@ def build_parser() -> Parser:
     add_run_options(p)
     # The preset's values are the defaults: say so in --help.
     shown = {"cpus": str(SEED["cpus"]), "memory": format_size(SEED["memory"]),
-             "thp_size": format_size(SEED["thp_size"]), "strategies": "all"}
+             "thp_size": format_size(SEED["thp_size"]), "strategies": "all",
+             "repeat": str(DEFAULT_REPEAT)}
     for action in p._actions:
         if action.dest in shown:
-            action.default = SEED[action.dest]
+            action.default = {**SEED, "repeat": DEFAULT_REPEAT}[action.dest]
             action.help = re.sub(r"\(default [^)]*\)", f"(default {shown[action.dest]})",
                                  action.help)
     return p
@@ -110,10 +114,13 @@ def compare_rows(result: dict) -> list:
                           + [p.strategy for p in PUBLISHED])
     for name in names:
         leg = legs.get(name)
+        spans = (leg or {}).get("intervals") or {}
         emulator = {"strategy": name, "emulator_s": leg["wall_s"] if leg else None,
                     "emulator_per_thp_s": leg["wall_s"] / thps if leg else None,
-                    "emulator_speedup": base["wall_s"] / leg["wall_s"]
-                    if base and leg and leg["wall_s"] else None,
+                    "emulator_speedup": _speedup(leg, base),
+                    # With --repeat: the intervals of the median time and speedup.
+                    "emulator_interval": spans.get("time"),
+                    "emulator_speedup_interval": spans.get("vs_ipi"),
                     "status": leg["status"] if leg else _status(result, name)}
         published = [p for p in PUBLISHED if p.strategy == name] or [None]
         for p in published:
@@ -126,6 +133,15 @@ def compare_rows(result: dict) -> list:
                          "published_speedup": _before(p.series).seconds / p.seconds
                          if p else None})
     return rows
+
+
+def _speedup(leg, base):
+    """The leg's speedup over ipi: the median of the per-round ratios once annotated."""
+    if not (leg and base and leg["wall_s"]):
+        return None
+    if leg is base:
+        return 1.0
+    return leg.get("speedup_vs_ipi") or base["wall_s"] / leg["wall_s"]
 
 
 def _status(result: dict, name: str) -> str:
@@ -227,8 +243,12 @@ def reproduce_table(section: dict, fmt: str) -> str:
         elif r["emulator_s"] is None:
             emulator = [r["status"].upper(), "", ""]
         else:
-            emulator = [format_duration(r["emulator_s"]), format_duration(r["emulator_per_thp_s"]),
-                        _ratio(r["emulator_speedup"])]
+            time, speedup = format_duration(r["emulator_s"]), _ratio(r["emulator_speedup"])
+            if r.get("emulator_interval"):
+                time += interval_text(r["emulator_interval"], format_duration)
+            if r.get("emulator_speedup_interval"):
+                speedup += interval_text(r["emulator_speedup_interval"], _ratio)
+            emulator = [time, format_duration(r["emulator_per_thp_s"]), speedup]
         source = f"{r['source']}: {r['published_what']}" if r["source"] else "-"
         rows.append(["" if same else r["strategy"], *emulator, r["published"] or "-",
                      format_duration(r["published_per_thp_s"]), _ratio(r["published_speedup"]),

@@ -107,7 +107,7 @@ def _walker_cells(name, side, rel, walks, retries, compact: bool) -> dict:
 _UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
 
 
-def _interval_text(interval, show) -> str:
+def interval_text(interval, show) -> str:
     """`` (low-high)`` of ``stats.median_interval`` ``interval`` printed by ``show``."""
     low, high = show(interval["low"]), show(interval["high"])
     lo, hi = _UNIT.match(low), _UNIT.match(high)
@@ -127,7 +127,7 @@ _SHOWN = {"time": format_duration, "per_op": format_duration, "ipi_p50": format_
 def _add_intervals(cells: dict, leg: dict) -> None:
     for key, interval in (leg.get("intervals") or {}).items():
         if key in _SHOWN and cells.get(key, "-") not in ("-", "baseline"):
-            cells[key] += _interval_text(interval, _SHOWN[key])
+            cells[key] += interval_text(interval, _SHOWN[key])
 
 
 def _ok_cells(leg, compact: bool) -> dict:
