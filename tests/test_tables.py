@@ -154,6 +154,22 @@ def test_every_reason_not_to_trust_a_figure_marks_a_figure():
     assert {key for _, figures in flagged for key in figures} <= set(FIGURES)
 
 
+def test_a_stalled_ipi_round_is_flagged_on_the_time():
+    """One IPI round of 22 s among rounds whose p99 is 2 ms (the reference run's stall of the
+    host) is 7% of a 305 s munmap: the time is marked, the note says how long the round was
+    and its share; a round 5x the p99, or one under 1% of the time, is no stall."""
+    leg = {"strategy": "ipi", "safe": True, "walker_side": None, "walk_lateness_s": None,
+           "wall_s": 305.0, "walks": 0, "pool_exhausted": 0, "violations": {"total": 0},
+           "ipi_round_s": {"n": 238068, "cv": 11.8, "p99": 2e-3, "max": 22.0}}
+    config = {"walk_rate": 0.0, "active_cpus": 128, "op": "munmap"}
+    (text, figures), = [(t, f) for t, f in flagged_warnings(leg, {}, config) if "stalled" in t]
+    assert figures == ("time",)
+    assert text.startswith("one IPI round took 22 s, 11,000x the p99") and "7% of the munmap" in text
+    for rounds in ({"p99": 2e-3, "max": 10e-3}, {"p99": 2e-3, "max": 2.0}):
+        quiet = {**leg, "ipi_round_s": {**leg["ipi_round_s"], **rounds}}
+        assert not any("stalled" in t for t, _ in flagged_warnings(quiet, {}, config))
+
+
 def test_a_leg_cut_short_shows_its_partial_figures(big):
     """An interrupted leg's row shows its time so far with the share of operations done, its
     time per operation, IPI rounds as a lower bound, IPIs sent, walks and its walker phase,

@@ -14,6 +14,9 @@ OVERSUBSCRIBED = 4.0
 UNSTABLE_CV = 0.5
 #: Walks during the operation below this share of those asked for are flagged.
 SHORTFALL = 0.5
+#: An IPI round this many times the p99 is a stall of the host (every CPU acknowledged it in
+#: the end), flagged when it is at least OUTLIER_SHARE of the operation's time.
+OUTLIER, OUTLIER_SHARE = 10.0, 0.01
 
 
 def safety_verdict(leg: dict) -> str:
@@ -44,6 +47,13 @@ def flagged_warnings(leg: dict, host: dict, config: dict) -> list:
     if rounds["n"] >= MIN_SAMPLES and rounds["cv"] > UNSTABLE_CV:
         out.append((f"IPI round latency is unstable (coefficient of variation "
                     f"{rounds['cv']:.2f})", ("ipi_p50",)))
+    longest, p99, wall = rounds.get("max"), rounds.get("p99"), leg["wall_s"]
+    if rounds["n"] >= MIN_SAMPLES and longest and p99 and wall and longest > OUTLIER * p99 \
+            and longest >= OUTLIER_SHARE * wall:
+        out.append((f"one IPI round took {format_duration(longest)}, {longest / p99:,.0f}x the "
+                    f"p99: the host stalled (every CPU acknowledged in the end), and that round "
+                    f"is {longest / wall:.0%} of the {config['op']} time (--repeat takes the "
+                    f"median over repeats)", ("time",)))
     walker = leg.get("walker_side")
     if walker is not None and walker["walks"] < MIN_SAMPLES:
         out.append((f"only {walker['walks']} walks in {walker['seconds']:.1f} s of walker "
