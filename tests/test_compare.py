@@ -35,21 +35,24 @@ def runs(tmp_path, real_run):
     result["run_id"] = "b-run"
     result["config"]["cpus"] = 4
     for leg in result["legs"]:
-        leg["wall_s"] *= 2
+        for row in [leg, *leg["samples"]]:
+            row["wall_s"] *= 2
     (b / "result.json").write_text(json.dumps(result))
     return runs, a.name, "b-run"
 
 
 def test_compare_prints_each_time_and_its_ratio_to_the_first(runs, capsys):
-    """Each strategy gets a row with every run's time and the ratio to the first run; run ids
-    are looked up under --runs-dir; a difference not named by --vary is warned about."""
+    """Each strategy gets a row with every run's time, the ratio to the first run and, for runs
+    of one sample, no verdict; run ids are looked up under --runs-dir; a difference not named
+    by --vary is warned about."""
     folder, a, b = runs
     assert main(["compare", a, b, "--runs-dir", str(folder)]) == 0
     out = capsys.readouterr().out
     rows = {line.split()[0]: line for line in out.splitlines() if line.startswith(("ipi", "count"))}
     assert set(rows) == {"ipi", "count"}
-    assert all(row.rstrip().endswith(" 2x") for row in rows.values()), rows
-    assert f"A: {a}, cpus 2" in out and "B: b-run, cpus 4" in out
+    assert all(row.rstrip().endswith(" 2x  one sample, cannot tell") for row in rows.values()), \
+        rows
+    assert f"A: {a} (one sample), cpus 2" in out and "B: b-run (one sample), cpus 4" in out
     assert "warning: the configurations differ in more than what is compared (cpus 2 / 4)" in out
 
 
@@ -77,7 +80,7 @@ def test_other_hosts_and_same_config_are_warned_about(runs, capsys):
 
 
 def test_a_strategy_missing_from_a_run_shows_a_dash(runs, capsys):
-    """A strategy that only one run has shows '-' for the other and no ratio."""
+    """A strategy that only one run has shows '-' for the other, and no ratio or verdict."""
     folder, a, b = runs
     path = folder / b / "result.json"
     result = json.loads(path.read_text())
@@ -86,7 +89,7 @@ def test_a_strategy_missing_from_a_run_shows_a_dash(runs, capsys):
     assert main(["compare", a, b, "--runs-dir", str(folder), "--vary", "cpus"]) == 0
     (count,) = [line for line in capsys.readouterr().out.splitlines()
                 if line.startswith("count")]
-    assert count.split()[-2:] == ["-", "-"]
+    assert count.split()[-3:] == ["-", "-", "-"]
 
 
 def _bad(folder, a, b, kind):
@@ -133,7 +136,8 @@ BAD = [
      "(at top level)"),
     ("bad vary", lambda f, a, b: ["compare", a, b, "--vary", "colour"],
      "'colour' is not a configuration key"),
-    ("bad metric", lambda f, a, b: ["compare", a, b, "--metric", "joy"], "invalid choice"),
+    ("bad metric", lambda f, a, b: ["compare", a, b, "--metric", "joy"],
+     "argument --metric: 'joy' is not a figure (choose from time, per-op, ipi-p50, "),
 ]
 
 
