@@ -1,49 +1,68 @@
-"""``python -m lpw_mp compare RUN RUN...``: runs side by side, each figure as a ratio to the first.
+"""``python -m lpw_mp compare RUN RUN...``: runs side by side, each figure as a ratio to the
+first, with a verdict on whether the difference is real.
 
     python -m lpw_mp compare 20261125-221441-4995cb 20261125-223012-8a01f2 --vary cpus
 
-A RUN is a run folder, its ``result.json``, or a run id under ``--runs-dir``. Where the
-configurations differ in a key not named by ``--vary`` (what is compared on purpose), a warning
-names the keys and their values; so does a comparison across hosts."""
+A RUN is a run folder, its ``result.json``, or a run id under ``--runs-dir``. Per strategy,
+every run's figure (the median of its repeats, with the interval of that median) and, for
+every run after the first, the ratio of its median to the first's and the verdict of
+``significance.verdict`` on the two sets of samples: ``1.20x slower``, ``not significant``,
+or ``one sample, cannot tell`` when a run was made without ``--repeat``. ``--json`` prints
+the same as a JSON document (``comparison``).
 
+Where the configurations differ in a key not named by ``--vary`` (what is compared on
+purpose), a warning names the keys and their values; so does a comparison across hosts, and
+one of a run with itself."""
+
+import argparse
 import json
 import os
+import re
+import statistics
 
 from tabulate import tabulate
 
 from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
+from lpw_mp.results import significance
 from lpw_mp.results.formats import RESULT
+from lpw_mp.results.repeats import FIGURES, PAIRED, figure, figure_values
+from lpw_mp.results.stats import median_interval
 from lpw_mp.units import format_duration, format_value
 
-SUMMARY = "set runs side by side, each figure as a ratio to the first"
+SUMMARY = "set runs side by side, each figure as a ratio to the first, with a verdict"
 
-#: Keys that follow from others (npmds from memory) or do not change a measurement.
-IGNORED_KEYS = {*Config.DERIVED_KEYS, "runs_dir", "strategies"}
+#: Keys that follow from others (npmds from memory) or do not change a measurement (repeat
+#: changes how many samples there are, shown beside each run, not what they measure).
+IGNORED_KEYS = {*Config.DERIVED_KEYS, "runs_dir", "strategies", "repeat"}
 #: Host facts that make two runs' timings incomparable when they differ.
 HOST_KEYS = ("hostname", "usable_cores", "processor", "python")
+#: What --metric takes: every figure of the tables, as an option spells it (per-op, vs-ipi).
+METRICS = [key.replace("_", "-") for key in (*FIGURES, *PAIRED)]
+#: The strategy the PAIRED figures are relative to.
+BASELINE = "ipi"
+#: What the footer suggests to a run without repeats.
+SUGGESTED_REPEAT = 5
 
 
-def _ipi_p50(leg):
-    return leg["ipi_round_s"]["median"]
+def metric_key(text: str) -> str:
+    """The ``repeats`` key of a --metric value (``per-op`` and ``per_op`` are ``per_op``)."""
+    key = text.strip().lower().replace("-", "_")
+    if key not in FIGURES and key not in PAIRED:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a figure (choose from "
+                                         f"{', '.join(METRICS)})")
+    return key
 
 
-#: What can be compared: name -> (column title, figure of a leg).
-METRICS = {
-    "time": ("time", lambda leg: leg["wall_s"]),
-    "per-op": ("per op", lambda leg: leg["per_op_s"]),
-    "ipi-p50": ("IPI round p50", _ipi_p50),
-}
-
-
-def load_run(spec: str, runs_dir: str) -> dict:
-    """The result in ``spec`` (a folder, a result.json or a run id under ``runs_dir``).
+def load_run(spec: str, runs_dir: str) -> tuple:
+    """``(result, path)``: the result in ``spec`` (a folder, a result.json or a run id under
+    ``runs_dir``) and the resolved path of its result.json.
 
     UsageError naming the problem when it is missing, not an lpw_mp result of this version,
     or not valid against that version's JSON Schema (see ``shell.load_document``)."""
     result, path = load_document(spec, runs_dir, RESULT)
     result.setdefault("run_id", os.path.basename(os.path.dirname(os.path.abspath(path))))
-    return result
+    return result, os.path.realpath(path)
 
 
 def differing_keys(results: list) -> dict:
@@ -55,8 +74,15 @@ def differing_keys(results: list) -> dict:
             if len({json.dumps(r["config"].get(k)) for r in results}) > 1}
 
 
-def warnings(results: list, vary: list) -> list:
+def _letter(i: int) -> str:
+    return chr(ord("A") + i)
+
+
+def warnings(results: list, vary: list, paths: list = None) -> list:
     out = []
+    for i, j, what in same_runs(results, paths or [None] * len(results)):
+        out.append(f"{_letter(i)} and {_letter(j)} are the same run ({what}): a run compared "
+                   f"with itself says nothing")
     diff = differing_keys(results)
     unexpected = {k: v for k, v in diff.items() if k not in vary}
     if unexpected:
@@ -77,6 +103,20 @@ def warnings(results: list, vary: list) -> list:
     return out
 
 
+def same_runs(results: list, paths: list) -> list:
+    """``(i, j, what)`` for every pair of runs ``i < j`` that are one run: the same result.json
+    (``what`` is its path) or, copied elsewhere, the same run id (``what`` names both)."""
+    out = []
+    for j in range(len(results)):
+        for i in range(j):
+            if paths[i] is not None and paths[i] == paths[j]:
+                out.append((i, j, paths[i]))
+            elif results[i]["run_id"] == results[j]["run_id"]:
+                where = f" at {paths[i]} and {paths[j]}" if paths[i] and paths[j] else ""
+                out.append((i, j, f"run id {results[i]['run_id']}{where}"))
+    return out
+
+
 def _show(key: str, value) -> str:
     return "-" if value is None else format_value(key, value)
 
@@ -88,57 +128,195 @@ def _strategies(results: list) -> list:
     return names
 
 
-def _figure(result: dict, strategy: str, metric):
-    """The leg's figure, or its status in capitals when it has none."""
+# -- the comparison: every figure, ratio and verdict, as --json prints it ---------------------
+
+def _cell(result: dict, strategy: str, key: str) -> dict:
+    """One run's figure ``key`` for ``strategy``: its status (``missing`` when the run has no
+    such leg), its samples, their median and the interval of the median."""
     leg = next((leg for leg in result["legs"] if leg["strategy"] == strategy), None)
-    if leg is None:
-        return None, "-"
-    if leg.get("status") != "ok":
-        return None, leg.get("status", "?").upper()
-    value = metric(leg)
-    return value, format_duration(value)
+    status = "missing" if leg is None else leg.get("status", "?")
+    values = []
+    # A figure relative to ipi is 1 for ipi itself, by definition: no figure to compare.
+    if status == "ok" and not (key in PAIRED and strategy == BASELINE):
+        base = next((other for other in result["legs"] if other["strategy"] == BASELINE
+                     and other.get("status") == "ok"), None)
+        values = figure_values(leg, key, base)
+    return {"status": status, "value": statistics.median(values) if values else None,
+            "interval": median_interval(values), "n": len(values), "samples": values,
+            "ratio": None, "verdict": None, "p_value": None, "test": None}
 
 
-def compare_table(results: list, metric: str, fmt: str = "simple") -> str:
-    """Per strategy: each run's figure, and for every run after the first its ratio to it."""
-    title, fn = METRICS[metric]
-    letters = [chr(ord("A") + i) for i in range(len(results))]
-    headers = ["strategy", f"{letters[0]} {title}"]
-    for letter in letters[1:]:
-        headers += [f"{letter} {title}", f"{letter}/{letters[0]}"]
-    rows = []
-    for strategy in _strategies(results):
-        first, text = _figure(results[0], strategy, fn)
-        row = [strategy, text]
-        for r in results[1:]:
-            value, text = _figure(r, strategy, fn)
-            row += [text, f"{value / first:.3g}x" if value is not None and first else "-"]
-        rows.append(row)
-    return tabulate(rows, headers, tablefmt=fmt, disable_numparse=True)
+def _versus(first: dict, cell: dict, key: str) -> None:
+    """Fill ``cell``'s ratio to ``first`` and the verdict on their samples, where both have
+    samples."""
+    if first["samples"] and cell["samples"]:
+        found = significance.verdict(first["samples"], cell["samples"],
+                                     figure(key).higher_is_better)
+        cell.update({k: found[k] for k in ("ratio", "verdict", "p_value", "test")})
 
 
-def legend(results: list, vary: list) -> list:
-    """A line per run: its letter, its id and its values of the keys that differ."""
+def _samples_per_leg(result: dict) -> int:
+    """The most samples any ok leg of ``result`` has (a version 1 result: 1)."""
+    return max((len(leg.get("samples") or [leg]) for leg in result["legs"]
+                if leg.get("status") == "ok"), default=0)
+
+
+def comparison(results: list, paths: list, key: str, vary: list) -> dict:
+    """What compare shows, as a document: ``runs`` (letter, run id, resolved result.json,
+    repeats asked and the most samples a leg has, status, and the configuration keys that
+    differ between the runs), the ``metric``, the ``test`` (its name, alpha and minimum
+    effect), per strategy a cell per run (``status``, ``value``: the median, ``interval``,
+    ``n``, ``samples``, and against the first run ``ratio``, ``verdict``, ``p_value`` and
+    ``test``, null for the first run and where a side has no figure; for a figure relative to
+    ipi, ipi's own cells have none), ``notes`` (what the footer says) and ``warnings``."""
     diff = differing_keys(results)
-    shown = [k for k in diff if k in vary] + [k for k in diff if k not in vary]
-    return [f"{chr(ord('A') + i)}: {r['run_id']}"
-            + "".join(f", {k.replace('_', '-')} {_show(k, diff[k][i])}" for k in shown)
+    runs = [{"letter": _letter(i), "run_id": r["run_id"], "path": paths[i],
+             "repeat": r["config"].get("repeat", 1), "samples_per_leg": _samples_per_leg(r),
+             "status": r.get("status"), "differs": {k: v[i] for k, v in diff.items()}}
             for i, r in enumerate(results)]
+    strategies = []
+    for strategy in _strategies(results):
+        cells = [_cell(r, strategy, key) for r in results]
+        for cell in cells[1:]:
+            _versus(cells[0], cell, key)
+        strategies.append({"strategy": strategy,
+                           "runs": [{"letter": _letter(i), **cell}
+                                    for i, cell in enumerate(cells)]})
+    fig = figure(key)
+    document = {
+        "metric": {"key": key, "name": key.replace("_", "-"), "title": fig.title,
+                   "unit": fig.unit, "higher_is_better": fig.higher_is_better,
+                   "relative_to": BASELINE if key in PAIRED else None},
+        "test": {"name": significance.LOG_TEST, "alpha": significance.ALPHA,
+                 "min_effect": significance.MIN_EFFECT},
+        "runs": runs, "strategies": strategies}
+    document["notes"] = notes(document)
+    document["warnings"] = warnings(results, vary, paths)
+    return document
+
+
+def notes(document: dict) -> list:
+    """The footer: how the verdicts were reached, what the intervals are, and for runs of
+    one sample per leg, how to get a verdict."""
+    out = []
+    cells = [cell for row in document["strategies"] for cell in row["runs"]]
+    if any(cell["verdict"] for cell in cells):
+        test = document["test"]
+        out.append(f"verdicts: {test['name']} (two-sided, alpha {test['alpha']:g}); a ratio "
+                   f"within {test['min_effect']:.0%} of 1 is not significant")
+    levels = [cell["interval"] for cell in cells if cell["interval"]]
+    if levels:
+        weakest = min(levels, key=lambda i: i["confidence"])
+        line = ("(low-high): the interval of the median of the repeats, from the order "
+                "statistics")
+        if weakest["confidence"] < 0.95:
+            line += (f"; with {weakest['n']} samples it is their range, at "
+                     f"{weakest['confidence']:.1%} confidence (6 give 95%)")
+        out.append(line)
+    single = [run["letter"] for run in document["runs"] if run["samples_per_leg"] == 1]
+    if single:
+        who = (f"{single[0]} has" if len(single) == 1
+               else f"{', '.join(single[:-1])} and {single[-1]} have")
+        out.append(f"one sample, cannot tell: {who} one sample per strategy, so no "
+                   f"difference can be told from noise; run with --repeat "
+                   f"{SUGGESTED_REPEAT} or more for verdicts")
+    return out
+
+
+# -- the table --------------------------------------------------------------------------------
+
+def _figure_text(unit: str, value) -> str:
+    if unit == "s":
+        return format_duration(value)
+    if unit == "ns":
+        return format_duration(value / 1e9)
+    if unit == "rate":
+        return f"{value:,.0f}"
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 \
+        else f"{value:.2f}x"
+
+
+#: A figure's text ends in one of these units; an interval's low end drops it when the high
+#: end has the same one (``2.05-2.31 ms``), as in the run's own tables.
+_UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
+
+
+def _value_text(cell: dict, unit: str) -> str:
+    """The median with its interval, ``4.26 ms (4.1-4.39 ms)``; a leg without the figure
+    shows its status in capitals, a run without the leg ``-``."""
+    if cell["value"] is None:
+        return cell["status"].upper() if cell["status"] not in ("ok", "missing") else "-"
+    text = _figure_text(unit, cell["value"])
+    interval = cell["interval"]
+    if interval:
+        low, high = _figure_text(unit, interval["low"]), _figure_text(unit, interval["high"])
+        lo, hi = _UNIT.match(low), _UNIT.match(high)
+        if lo and hi and lo.group(2) == hi.group(2):
+            low = lo.group(1)
+        text += f" ({low}-{high})"
+    return text
+
+
+def compare_table(document: dict, fmt: str = "simple") -> str:
+    """Per strategy: each run's figure, and for every run after the first its ratio to the
+    first (``B/A``) and the verdict (``B vs A``)."""
+    metric = document["metric"]
+    letters = [run["letter"] for run in document["runs"]]
+    headers = ["strategy", f"{letters[0]} {metric['title']}"]
+    align = ["left", "right"]
+    for letter in letters[1:]:
+        headers += [f"{letter} {metric['title']}", f"{letter}/{letters[0]}",
+                    f"{letter} vs {letters[0]}"]
+        align += ["right", "right", "left"]
+    rows = []
+    for row in document["strategies"]:
+        first, *others = row["runs"]
+        if row["strategy"] == metric["relative_to"]:
+            rows.append([row["strategy"], "baseline", *["baseline", "-", "-"] * len(others)])
+            continue
+        cells = [row["strategy"], _value_text(first, metric["unit"])]
+        for cell in others:
+            ratio = cell["ratio"]
+            cells += [_value_text(cell, metric["unit"]),
+                      f"{ratio:.3g}x" if ratio is not None else "-",
+                      significance.describe(cell) if cell["verdict"] else "-"]
+        rows.append(cells)
+    return tabulate(rows, headers, tablefmt=fmt, disable_numparse=True, colalign=align)
+
+
+def legend(document: dict, vary: list) -> list:
+    """A line per run: its letter, its id, its repeats and its values of the keys that
+    differ (those named by --vary first)."""
+    out = []
+    for run in document["runs"]:
+        keys = [k for k in run["differs"] if k in vary] + \
+               [k for k in run["differs"] if k not in vary]
+        n = run["samples_per_leg"]
+        repeats = "one sample" if n == 1 else f"{n} repeats" if n else "no figures"
+        out.append(f"{run['letter']}: {run['run_id']} ({repeats})"
+                   + "".join(f", {k.replace('_', '-')} {_show(k, run['differs'][k])}"
+                             for k in keys))
+    return out
 
 
 def build_parser() -> Parser:
     keys = [k for k in vars(Config()) if k not in IGNORED_KEYS]
     p = Parser(prog=f"{invoked_as()} compare",
                description="Show runs side by side, per strategy, with the ratio of each to "
-                           "the first.")
+                           "the first and a verdict: faster, slower, not significant "
+                           f"({significance.LOG_TEST}, alpha {significance.ALPHA:g}), or one "
+                           "sample, cannot tell (a run without --repeat).")
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help="run folders, result.json files or run ids under --runs-dir")
     p.add_argument("--runs-dir", default="runs", help="where run ids are looked up (default runs)")
     p.add_argument("--vary", default="", metavar="KEY[,KEY]",
                    help="configuration keys that differ on purpose (no warning for them): "
                         + ", ".join(k.replace("_", "-") for k in keys))
-    p.add_argument("--metric", choices=sorted(METRICS), default="time",
-                   help="the figure to compare (default time: the whole operation)")
+    p.add_argument("--metric", type=metric_key, default="time", metavar="FIGURE",
+                   help="the figure to compare: " + ", ".join(METRICS)
+                        + " (default time: the whole operation)")
+    p.add_argument("--json", action="store_true",
+                   help="print the comparison as JSON instead of a table")
     return p
 
 
@@ -151,12 +329,19 @@ def main(argv) -> int:
     for k in vary:
         if k not in allowed:
             raise UsageError(f"--vary: {k!r} is not a configuration key")
-    results = [load_run(spec, args.runs_dir) for spec in args.runs]
-    print("\n".join(legend(results, vary)))
+    loaded = [load_run(spec, args.runs_dir) for spec in args.runs]
+    results, paths = [r for r, _ in loaded], [p for _, p in loaded]
+    document = comparison(results, paths, args.metric, vary)
+    if args.json:
+        print(json.dumps(document, indent=2))
+        return 0
+    print("\n".join(legend(document, vary)))
     print()
-    print(compare_table(results, args.metric))
-    notes = warnings(results, vary)
-    if notes:
+    print(compare_table(document))
+    if document["notes"]:
         print()
-        print("\n".join(f"warning: {n}" for n in notes))
+        print("\n".join(document["notes"]))
+    if document["warnings"]:
+        print()
+        print("\n".join(f"warning: {n}" for n in document["warnings"]))
     return 0
