@@ -17,7 +17,6 @@ one of a run with itself."""
 import argparse
 import json
 import os
-import re
 import statistics
 
 from tabulate import tabulate
@@ -26,9 +25,10 @@ from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
 from lpw_mp.results import significance
 from lpw_mp.results.formats import RESULT
-from lpw_mp.results.repeats import FIGURES, PAIRED, figure, figure_values
+from lpw_mp.results.repeats import FIGURES, PAIRED, figure, figure_values, format_figure
 from lpw_mp.results.stats import median_interval
-from lpw_mp.units import format_duration, format_value
+from lpw_mp.results.tables import interval_text
+from lpw_mp.units import format_value
 
 SUMMARY = "set runs side by side, each figure as a ratio to the first, with a verdict"
 
@@ -225,35 +225,14 @@ def notes(document: dict) -> list:
 
 # -- the table --------------------------------------------------------------------------------
 
-def _figure_text(unit: str, value) -> str:
-    if unit == "s":
-        return format_duration(value)
-    if unit == "ns":
-        return format_duration(value / 1e9)
-    if unit == "rate":
-        return f"{value:,.0f}"
-    return f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 \
-        else f"{value:.2f}x"
-
-
-#: A figure's text ends in one of these units; an interval's low end drops it when the high
-#: end has the same one (``2.05-2.31 ms``), as in the run's own tables.
-_UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
-
-
 def _value_text(cell: dict, unit: str) -> str:
     """The median with its interval, ``4.26 ms (4.1-4.39 ms)``; a leg without the figure
     shows its status in capitals, a run without the leg ``-``."""
     if cell["value"] is None:
         return cell["status"].upper() if cell["status"] not in ("ok", "missing") else "-"
-    text = _figure_text(unit, cell["value"])
-    interval = cell["interval"]
-    if interval:
-        low, high = _figure_text(unit, interval["low"]), _figure_text(unit, interval["high"])
-        lo, hi = _UNIT.match(low), _UNIT.match(high)
-        if lo and hi and lo.group(2) == hi.group(2):
-            low = lo.group(1)
-        text += f" ({low}-{high})"
+    text = format_figure(unit, cell["value"])
+    if cell["interval"]:
+        text += interval_text(cell["interval"], lambda v: format_figure(unit, v))
     return text
 
 

@@ -14,6 +14,7 @@ import statistics
 from dataclasses import dataclass
 
 from lpw_mp.results.stats import median_interval
+from lpw_mp.units import format_duration
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,19 @@ def figure_values(leg: dict, key: str, base: dict = None) -> list:
 
 def figure(key: str) -> Figure:
     return (FIGURES.get(key) or PAIRED[key])[0]
+
+
+def format_figure(unit: str, value) -> str:
+    """A value of a figure of ``unit`` as the tables print it: ``4.26 ms``, ``636 ns``,
+    ``66,707`` (per second), ``5.19x``, ``20.8x``, ``2,534x``; ``-`` for None."""
+    if value is None:
+        return "-"
+    if unit in ("s", "ns"):
+        return format_duration(value / 1e9 if unit == "ns" else value)
+    if unit == "rate":
+        return f"{value:,.0f}"
+    return f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 \
+        else f"{value:.2f}x"
 
 
 def intervals(leg: dict, base: dict = None) -> dict:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
+from lpw_mp.results.repeats import figure, format_figure
 from lpw_mp.results.verdicts import annotated, compare_to_ipi
 from lpw_mp.units import format_duration
 
@@ -75,12 +76,11 @@ def _ratio(x, suffix="") -> str:
     """``0.74x``, ``5.19x``, ``20.8x``, ``446x``, ``2,534x``."""
     if x is None:
         return "-"
-    text = f"{x:,.0f}x" if x >= 100 else f"{x:.1f}x" if x >= 10 else f"{x:.2f}x"
-    return text + (f" {suffix}" if suffix else "")
+    return format_figure("ratio", x) + (f" {suffix}" if suffix else "")
 
 
 def _ns(value) -> str:
-    return format_duration(value / 1e9 if value is not None else None)
+    return format_figure("ns", value)
 
 
 def _walker_cells(name, side, rel, walks, retries, compact: bool) -> dict:
@@ -116,18 +116,12 @@ def interval_text(interval, show) -> str:
     return f" ({low}-{high})"
 
 
-#: The cells that carry an interval, by column key: how to print its ends.
-_SHOWN = {"time": format_duration, "per_op": format_duration, "ipi_p50": format_duration,
-          "ipi_p99": format_duration, "vs_ipi": lambda x: _ratio(x),
-          "walks_per_s": lambda x: f"{x:,.0f}", "walker_p50": lambda x: _ns(x),
-          "walker_p99": lambda x: _ns(x), "walker_vs_ipi": lambda x: _ratio(x),
-          "p99_vs_ipi": lambda x: _ratio(x)}
-
-
 def _add_intervals(cells: dict, leg: dict) -> None:
+    """Each figure's interval after it (the cells are keyed as ``repeats`` keys figures)."""
     for key, interval in (leg.get("intervals") or {}).items():
-        if key in _SHOWN and cells.get(key, "-") not in ("-", "baseline"):
-            cells[key] += interval_text(interval, _SHOWN[key])
+        if cells.get(key, "-") not in ("-", "baseline"):
+            unit = figure(key).unit
+            cells[key] += interval_text(interval, lambda v: format_figure(unit, v))
 
 
 def _ok_cells(leg, compact: bool) -> dict:
