@@ -82,15 +82,23 @@ class Format:
         return self.upgrade(document)
 
 
-def _result_v1_to_v2(document: dict) -> None:
-    """A version 1 result ran every strategy once: each ok leg is its own one sample."""
-    document["config"]["repeat"] = 1
-    annotations = ("safety", "warnings", "warning_figures", "walker_vs_ipi", "speedup_vs_ipi")
-    for leg in document["legs"]:
+#: What a leg has that its samples do not: who it is, and the verdicts on its figures.
+_NOT_SAMPLED = ("strategy", "safe", "kernel", "status", "safety", "warnings", "warning_figures",
+                "walker_vs_ipi", "speedup_vs_ipi")
+
+
+def _legs_v1_to_v2(config: dict, legs: list) -> None:
+    """Legs of a run of version 1, which ran every strategy once: each ok leg becomes its own
+    one sample (round 1), and the configuration says ``repeat`` 1. In place."""
+    config["repeat"] = 1
+    for leg in legs:
         if leg.get("status") == "ok":
-            sample = {k: v for k, v in leg.items()
-                      if k not in ("strategy", "safe", "kernel", "status", *annotations)}
+            sample = {k: v for k, v in leg.items() if k not in _NOT_SAMPLED}
             leg.update(repeats=1, repeats_asked=1, samples=[{"repeat": 1, **sample}])
+
+
+def _result_v1_to_v2(document: dict) -> None:
+    _legs_v1_to_v2(document["config"], document["legs"])
 
 
 RESULT = Format(
