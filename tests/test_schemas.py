@@ -114,6 +114,9 @@ MUTILATED = {
                                      "'signal' is a required property (at top level)"),
     "no violation examples": (_set(["legs", 0, "violations", "examples"], DELETE),
                               "'examples' is a required property (at $.legs[0].violations)"),
+    "no violation examples in a sample": (
+        _set(["legs", 0, "samples", 0, "violations", "examples"], DELETE),
+        "'examples' is a required property (at $.legs[0].samples[0].violations)"),
 }
 
 
