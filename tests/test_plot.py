@@ -84,8 +84,8 @@ def _spoil(sweep, case):
         (sweep / "sweep.json").write_text("# a sweep\n")
     elif case == "a result, not a sweep":
         _edit(sweep, lambda d: d.update(format="lpw_mp-result"))
-    elif case == "format version 2":
-        _edit(sweep, lambda d: d.update(format_version=2))
+    elif case == "format version 3":
+        _edit(sweep, lambda d: d.update(format_version=3))
     elif case == "invalid against the schema":
         _edit(sweep, lambda d: d.pop("points"))
         return [str(sweep / "sweep.json")]
@@ -103,7 +103,7 @@ BAD = {
     "not JSON": "sweep.json is not an lpw_mp sweep (not JSON",
     "a result, not a sweep": "is not an lpw_mp sweep (format 'lpw_mp-result', expected "
                              "'lpw_mp-sweep')",
-    "format version 2": "has sweep format version 2; this lpw_mp reads version 1",
+    "format version 3": "has sweep format version 3; this lpw_mp reads versions 1, 2",
     "invalid against the schema": "sweep.json is not a valid lpw_mp sweep: 'points' is a "
                                   "required property (at top level)",
     "valid but not drawable": "cannot be drawn: it varies 'colour', which is not a sweep "

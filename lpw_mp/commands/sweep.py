@@ -173,13 +173,21 @@ def sweep_bar(npoints: int, stream=None):
                 dynamic_ncols=True)
 
 
+def _without_examples(row: dict) -> dict:
+    row = dict(row)
+    if "violations" in row:
+        row["violations"] = {k: v for k, v in row["violations"].items() if k != "examples"}
+    return row
+
+
 def _point_record(values: dict, result: dict) -> dict:
-    """What sweep.json keeps of one run: its legs without the violation examples."""
+    """What sweep.json keeps of one run: its legs and their samples, without the violation
+    examples."""
     legs = []
     for leg in result["legs"]:
-        leg = dict(leg)
-        if "violations" in leg:
-            leg["violations"] = {k: v for k, v in leg["violations"].items() if k != "examples"}
+        leg = _without_examples(leg)
+        if "samples" in leg:
+            leg["samples"] = [_without_examples(sample) for sample in leg["samples"]]
         legs.append(leg)
     host = result["host"]
     return {"values": values, "status": result["status"], "errors": result["errors"],
@@ -199,7 +207,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
         "config": base.to_dict(),
         "vary": [{"name": name, "values": values} for name, values in varied],
         "host": host_metadata(max(cfg.cpus for _, cfg in points), base.start_method),
-        "points": [], "fits": [], "errors": [],
+        "metric": "time", "points": [], "fits": [], "errors": [],
     }
 
     # runner.run handles signals during a point; interruptible catches one between points.
@@ -230,7 +238,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
         sweep["errors"].append(f"interrupted by {sweep['signal']}: the sweep stopped at point "
                                f"{max(1, len(sweep['points']))} of {len(points)}")
     sweep["unsafe_violations"] = sum(p["unsafe_violations"] for p in sweep["points"])
-    sweep["fits"] = fit_sweep(sweep)
+    sweep["fits"] = fit_sweep(sweep, sweep["metric"])
     sweep["finished"] = now()
     return sweep
 

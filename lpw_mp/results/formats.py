@@ -113,11 +113,30 @@ RESULT = Format(
                  "version 1 results are read as one-sample legs")),
     upgrades={1: _result_v1_to_v2})
 
+def _sweep_v1_to_v2(document: dict) -> None:
+    """A version 1 sweep ran every point once: its points' legs become one-sample legs, as a
+    version 1 result's do, its figure is the time, and its fits are made again from the
+    points (the same least squares, now with the exponent's interval)."""
+    # Not at the top: sweeps reads documents this module loads.
+    from lpw_mp.results.sweeps import fit_sweep
+
+    _legs_v1_to_v2(document["config"], [leg for point in document["points"]
+                                        for leg in point["legs"]])
+    document["metric"] = "time"
+    document["fits"] = fit_sweep(document)
+
+
 SWEEP = Format(
-    name="lpw_mp-sweep", version=1, title="lpw_mp sweep", filename="sweep.json",
+    name="lpw_mp-sweep", version=2, title="lpw_mp sweep", filename="sweep.json",
     folder="sweep", contents="its sweep.md has the table",
     history=((1, "sweep.json: command, base config, vary, host, points (each a run's legs "
-                 "without violation examples), power-law fits, status"),))
+                 "without violation examples), power-law fits, status"),
+             (2, "--repeat: config.repeat; points' legs are result version 2 legs (samples, "
+                 "medians, intervals; no violation examples, in the samples either); metric, "
+                 "the figure of the table and fits; fits over every sample, with points, "
+                 "samples, the exponent's stderr and t interval (low, high, confidence) and "
+                 "trend; version 1 sweeps are read as one-sample legs, their fits made again")),
+    upgrades={1: _sweep_v1_to_v2})
 
 FORMATS = (RESULT, SWEEP)
 

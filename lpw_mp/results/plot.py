@@ -52,8 +52,8 @@ def write_plot(sweep: dict, path: str) -> bool:
     for ax, fixed in zip(axes, panels):
         ys_all = []
         for strategy in strategies_of(sweep):
-            xs, ys = series(sweep, name, strategy, fixed)
-            pts = [(where[x], y) for x, y in zip(xs, ys) if y is not None and y > 0]
+            pts = [(where[p["x"]], p["median"]) for p in series(sweep, name, strategy, fixed)
+                   if p["median"] is not None and p["median"] > 0]
             if not pts:
                 continue
             ys_all += [y for _, y in pts]

@@ -3,10 +3,13 @@ them, and its terminal table and Markdown report. ``commands/sweep.py`` runs the
 ``plot.py`` draws it."""
 
 import math
+import statistics
 
 from tabulate import tabulate
 
 from lpw_mp.results.fit import format_exponent, power_law
+from lpw_mp.results.repeats import FIGURES, PAIRED, figure_values
+from lpw_mp.results.stats import median_interval
 from lpw_mp.units import format_duration, format_value
 
 #: The parameters a sweep can vary, in the order its description lists the fixed ones
@@ -45,23 +48,41 @@ def strategies_of(sweep: dict) -> list:
     return list(sweep["config"]["strategies"])
 
 
-def munmap_time(point: dict, strategy: str):
-    """The operation time of ``strategy`` at ``point``; None if that leg did not finish."""
-    for leg in point["legs"]:
-        if leg["strategy"] == strategy and leg.get("status") == "ok":
-            return leg["wall_s"]
-    return None
+def metrics_of(strategies) -> list:
+    """The figures a sweep of ``strategies`` can be read by (``--metric``): every
+    ``repeats.FIGURES`` key, and the ``PAIRED`` ratios to ipi when ipi is among them."""
+    return [*FIGURES, *(PAIRED if "ipi" in strategies else ())]
 
 
-def series(sweep: dict, name: str, strategy: str, fixed: dict):
-    """``(xs, ys)``: the time of ``strategy`` against parameter ``name`` at the ``fixed``
-    values of the other parameter, in the order the sweep ran them."""
-    xs, ys = [], []
+def _ok_leg(point: dict, strategy: str):
+    return next((leg for leg in point["legs"]
+                 if leg["strategy"] == strategy and leg.get("status") == "ok"), None)
+
+
+def values_at(point: dict, strategy: str, metric: str = "time"):
+    """The per-sample values of figure ``metric`` of ``strategy``'s leg at ``point``
+    (``repeats.figure_values``; a ratio to ipi pairs the samples of ipi's leg at the same
+    point); None if that leg, or ipi's for a ratio, did not finish."""
+    leg = _ok_leg(point, strategy)
+    base = _ok_leg(point, "ipi") if metric in PAIRED else None
+    if leg is None or (metric in PAIRED and base is None):
+        return None
+    return figure_values(leg, metric, base)
+
+
+def series(sweep: dict, name: str, strategy: str, fixed: dict, metric: str = "time") -> list:
+    """``strategy``'s figure ``metric`` against parameter ``name`` at the ``fixed`` values of
+    the other parameter, in the order the sweep ran them: per point ``x`` (its value of
+    ``name``), ``values`` (``values_at``), ``median`` (None without values) and ``interval``
+    (``stats.median_interval``: None below two values)."""
+    out = []
     for point in sweep["points"]:
         if all(point["values"][k] == v for k, v in fixed.items()):
-            xs.append(point["values"][name])
-            ys.append(munmap_time(point, strategy))
-    return xs, ys
+            values = values_at(point, strategy, metric)
+            out.append({"x": point["values"][name], "values": values,
+                        "median": statistics.median(values) if values else None,
+                        "interval": median_interval(values or [])})
+    return out
 
 
 def groups(sweep: dict, name: str) -> list:
@@ -70,17 +91,28 @@ def groups(sweep: dict, name: str) -> list:
     return [{o["name"]: value} for o in others for value in o["values"]] or [{}]
 
 
-def fit_sweep(sweep: dict) -> list:
-    """A power law per strategy, per numeric varied parameter, per value of the other one."""
+def fitted_strategies(sweep: dict, metric: str) -> list:
+    """The strategies whose ``metric`` is fitted: all, but ipi for a ratio to ipi (which is 1)."""
+    return [s for s in strategies_of(sweep) if not (metric in PAIRED and s == "ipi")]
+
+
+def fit_sweep(sweep: dict, metric: str = "time") -> list:
+    """A power law of figure ``metric`` per strategy, per numeric varied parameter, per value
+    of the other one, over every sample of every point (``fit.power_law``; a leg that did not
+    finish counts as one sample left out)."""
     fits = []
     for v in sweep["vary"]:
         if v["name"] not in NUMERIC:
             continue
         for fixed in groups(sweep, v["name"]):
-            for strategy in strategies_of(sweep):
-                xs, ys = series(sweep, v["name"], strategy, fixed)
+            for strategy in fitted_strategies(sweep, metric):
+                xs, ys = [], []
+                for point in series(sweep, v["name"], strategy, fixed, metric):
+                    values = point["values"] or [None]
+                    xs += [point["x"]] * len(values)
+                    ys += values
                 fits.append({"strategy": strategy, "parameter": v["name"], "fixed": fixed,
-                             **power_law(xs, ys)})
+                             "metric": metric, **power_law(xs, ys)})
     return fits
 
 
@@ -109,9 +141,9 @@ def table(sweep: dict, fmt: str) -> str:
 
 def fit_table(sweep: dict, fmt: str) -> str:
     """A row per fit; empty when nothing was fitted (only categories were varied)."""
-    headers = ["strategy", "grows with", "at", "time ~", "points"]
+    headers = ["strategy", "grows with", "at", "time ~"]
     rows = [[f["strategy"], f["parameter"].replace("_", "-"), point_label(f["fixed"]) or "-",
-             format_exponent(f), f["n"]] for f in sweep["fits"]]
+             format_exponent(f)] for f in sweep["fits"]]
     return tabulate(rows, headers, tablefmt=fmt, disable_numparse=True) if rows else ""
 
 
