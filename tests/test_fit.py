@@ -107,9 +107,10 @@ def test_missing_and_non_positive_samples_are_left_out_and_counted():
     assert fit["samples"] == 3 and fit["excluded"] == 3 and fit["points"] == 3
     assert fit["exponent"] == pytest.approx(1.0)
     assert "3 left out" in format_exponent(fit)
-    none = power_law([4, 4], [1.0, 2.0])
-    assert none["exponent"] is None and none["note"] == "no fit: 1 distinct positive x"
-    assert format_exponent(none) == "no fit: 1 distinct positive x"
+    one = power_law([4, 4], [1.0, 2.0])
+    assert one["exponent"] is None and one["note"] == "no fit: only 1 distinct positive x"
+    assert format_exponent(one) == "no fit: only 1 distinct positive x"
+    assert power_law([2, 4], [None, 0.0])["note"] == "no fit: no positive values"
 
 
 def test_a_fit_is_plain_json_numbers():

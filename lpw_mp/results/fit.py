@@ -42,7 +42,8 @@ def power_law(xs, ys, confidence: float = CONFIDENCE) -> dict:
            "exponent": None, "coefficient": None, "stderr": None, "low": None, "high": None,
            "confidence": confidence, "r2": None, "trend": None, "note": None}
     if points < 2:
-        out["note"] = f"no fit: {points} distinct positive x"
+        out["note"] = (f"no fit: only {points} distinct positive x" if used
+                       else "no fit: no positive values")
         return out
     import numpy
     from scipy import stats
