@@ -13,7 +13,7 @@ from test_cli import assert_refused
 
 pytestmark = pytest.mark.timeout(90)
 
-RESULT, SWEEP = ("lpw_mp-result", 2), ("lpw_mp-sweep", 1)
+RESULT, SWEEP = ("lpw_mp-result", 2), ("lpw_mp-sweep", 2)
 TINY = ["--cpus", "2", "--memory", "16M", "--walker-time", "0.1"]
 
 
@@ -57,14 +57,20 @@ def test_legs_that_did_not_run_validate(real_result):
 
 
 def test_a_real_sweep_validates(tmp_path):
-    """The sweep.json a real two-point sweep writes is valid against sweep-v1.json, whose
-    configuration, host and legs are the result format's."""
+    """The sweep.json a real two-point sweep with two repeats writes is valid against
+    sweep-v2.json, whose configuration, host and legs are the result format's: every leg
+    keeps its two samples, and neither the leg nor its samples keep violation examples."""
     runs = tmp_path / "runs"
     assert main(["sweep", "--vary", "memory=8M,16M", "--strategy", "ipi,rcu", "--cpus", "2",
-                 "--walker-time", "0", "--runs-dir", str(runs), "--quiet"]) == 0
+                 "--walker-time", "0", "--repeat", "2", "--runs-dir", str(runs),
+                 "--quiet"]) == 0
     (folder,) = list(runs.iterdir())
     document = json.loads((folder / "sweep.json").read_text())
-    assert len(document["points"]) == 2
+    assert len(document["points"]) == 2 and document["config"]["repeat"] == 2
+    legs = [leg for point in document["points"] for leg in point["legs"]]
+    assert all(len(leg["samples"]) == 2 and leg["repeats"] == 2 for leg in legs)
+    assert not any("examples" in row["violations"] for leg in legs
+                   for row in (leg, *leg["samples"]))
     assert schemas.first_error(document, *SWEEP) is None
     broken = copy.deepcopy(document)
     del broken["points"][1]["legs"][0]["wall_s"]
@@ -114,6 +120,9 @@ MUTILATED = {
                                      "'signal' is a required property (at top level)"),
     "no violation examples": (_set(["legs", 0, "violations", "examples"], DELETE),
                               "'examples' is a required property (at $.legs[0].violations)"),
+    "no violation examples in a sample": (
+        _set(["legs", 0, "samples", 0, "violations", "examples"], DELETE),
+        "'examples' is a required property (at $.legs[0].samples[0].violations)"),
 }
 
 

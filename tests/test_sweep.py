@@ -1,8 +1,9 @@
-"""The sweep command and the power-law fit: table, JSON and PNG on small real sweeps."""
+"""The sweep command: table, JSON and PNG on small real sweeps (the fit itself is tested in
+test_fit.py)."""
 
 import io
 import json
-import math
+import re
 import struct
 import sys
 
@@ -16,7 +17,7 @@ from lpw_mp.commands import sweep as sweep_command
 from lpw_mp.commands.sweep import (MAX_POINTS, MAX_VALUES, MAX_VARY, PARSERS, parse_vary, plan,
                                    sweep_bar)
 from lpw_mp.results import plot
-from lpw_mp.results.sweeps import PARAMETERS
+from lpw_mp.results.sweeps import PARAMETERS, values_at, warnings_about
 from helpers import without_matplotlib
 from test_cli import assert_refused, no_fork  # noqa: F401 (a fixture)
 
@@ -40,30 +41,6 @@ def png_size(path):
     assert data[:8] == PNG_SIGNATURE
     assert data[12:16] == b"IHDR"
     return struct.unpack(">II", data[16:24])
-
-
-def test_fit_recovers_a_known_exponent():
-    """On exact power-law data the fit returns the exponent and coefficient; a few percent of
-    multiplicative noise moves the exponent by little."""
-    xs = [2, 4, 8, 16, 32, 64, 128]
-    fit = power_law(xs, [3.0 * x ** 1.5 for x in xs])
-    assert fit["exponent"] == pytest.approx(1.5, abs=1e-9)
-    assert fit["coefficient"] == pytest.approx(3.0, rel=1e-9)
-    assert fit["r2"] == pytest.approx(1.0) and fit["n"] == 7 and fit["note"] is None
-    noisy = power_law(xs, [0.002 * x * (1.05 if i % 2 else 0.95) for i, x in enumerate(xs)])
-    assert noisy["exponent"] == pytest.approx(1.0, abs=0.05)
-    assert 0.99 < noisy["r2"] < 1.0
-
-
-def test_fit_leaves_out_non_positive_points_and_says_when_it_is_weak():
-    """Zero x (walk rate 0), missing or zero times are left out and counted; two points give a
-    two-point slope with a note and no r2; one point gives no exponent at all."""
-    fit = power_law([0, 1, 2, 4], [1.0, None, 2.0, 4.0])
-    assert fit["n"] == 2 and fit["excluded"] == 2
-    assert fit["exponent"] == pytest.approx(1.0) and fit["r2"] is None
-    assert "only 2 points" in fit["note"]
-    none = power_law([4, 4], [1.0, 2.0])
-    assert none["exponent"] is None and "1 distinct" in none["note"]
 
 
 def test_vary_accepts_lists_and_doubling_ranges():
@@ -99,7 +76,7 @@ def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsy
     assert imread(folder / "sweep.png").shape[:2] == (height, width)
 
     sweep = json.loads((folder / "sweep.json").read_text())
-    assert sweep["format"] == "lpw_mp-sweep" and sweep["format_version"] == 1
+    assert sweep["format"] == "lpw_mp-sweep" and sweep["format_version"] == 2
     assert sweep["status"] == "complete" and sweep["sweep_id"] == folder.name
     assert sweep["host"]["usable_cores"] >= 1 and sweep["config"]["cpus"] == 2
     sizes = [16 << 20, 32 << 20, 64 << 20, 128 << 20, 256 << 20, 512 << 20]
@@ -110,7 +87,8 @@ def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsy
     rounds = power_law(sizes, [leg["serialisations"] for leg in legs])
     assert rounds["exponent"] == pytest.approx(1.0, abs=1e-9)
     (fit,) = sweep["fits"]
-    assert fit["strategy"] == "ipi" and fit["parameter"] == "memory" and fit["n"] == 6
+    assert fit["strategy"] == "ipi" and fit["parameter"] == "memory" and fit["metric"] == "time"
+    assert fit["points"] == fit["samples"] == 6
     assert fit["exponent"] == pytest.approx(power_law(sizes, [leg["wall_s"] for leg in legs])
                                             ["exponent"])
 
@@ -119,6 +97,63 @@ def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsy
     assert f"x^{fit['exponent']:.2f}" in out
     md = (folder / "sweep.md").read_text()
     assert "| memory" in md and "![munmap time](sweep.png)" in md
+
+
+def test_repeats_give_medians_with_intervals_flags_and_fits_with_intervals(tmp_path, capsys):
+    """With --repeat 3 and --metric ipi_p50, the table shows each point's median IPI round
+    with its interval and the ? of a run (too few rounds for a median at these sizes: 4 to
+    16 THPs), numbered notes say why, and the fit is made over all 9 samples with its
+    interval; sweep.json records the metric, and its fits are of it."""
+    runs = tmp_path / "runs"
+    code = main(["sweep", "--vary", "memory=8M,16M,32M", "--strategy", "ipi", "--repeat", "3",
+                 "--metric", "ipi_p50", *SMALL, "--runs-dir", str(runs)])
+    out = capsys.readouterr().out
+    assert code == 0
+    folder = sweep_folder(runs)
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert sweep["metric"] == "ipi_p50" and sweep["config"]["repeat"] == 3
+    assert all(len(p["legs"][0]["samples"]) == 3 for p in sweep["points"])
+    (fit,) = sweep["fits"]
+    assert fit["metric"] == "ipi_p50" and fit["samples"] == 9 and fit["points"] == 3
+    assert fit["low"] < fit["exponent"] < fit["high"]
+    assert "each figure the median of 3 repeats" in out
+    rows = [line for line in out.splitlines() if line.startswith(("8M ", "16M ", "32M "))]
+    assert len(rows) == 3
+    interval_then_flag = re.compile(r" \([0-9.]+( [mun]?s)?-[0-9.]+ [mun]?s\)\?$")
+    assert all(interval_then_flag.search(row) for row in rows), rows
+    assert "[1] memory=8M ipi: only " in out and "[3] memory=32M ipi: only " in out
+    assert f"x^{fit['exponent']:.2f} [{fit['low']:.2f}, {fit['high']:.2f}]" in out
+    assert "9 samples at 3 points" in out and "ipi IPI round p50" in out
+    md = (folder / "sweep.md").read_text()
+    assert "9 samples at 3 points" in md and "- [1] memory=8M ipi: only " in md
+
+
+def _point(legs):
+    return {"values": {"cpus": 2}, "legs": legs}
+
+
+def _leg(strategy, wall, warnings=(), figures=None, repeat=(1, 2)):
+    leg = {"strategy": strategy, "status": "ok", "warnings": list(warnings),
+           "samples": [{"repeat": r, "wall_s": wall * r} for r in repeat]}
+    if figures is not None:
+        leg["warning_figures"] = figures
+    return leg
+
+
+def test_a_ratio_to_ipi_pairs_the_rounds_and_takes_ipis_warnings():
+    """A point's vs_ipi values are ipi's time over the strategy's, round by round; a warning
+    of ipi's about its time flags the ratio of every strategy; a warning about another figure
+    does not; a warning from before warnings named their figures flags every figure."""
+    ipi = _leg("ipi", 1.0, ["pool ran out"], [["time"]])
+    count = _leg("count", 0.1, ["few rounds"], [["ipi_p50"]])
+    point = _point([ipi, count])
+    assert values_at(point, "count", "vs_ipi") == pytest.approx([10.0, 10.0])
+    assert warnings_about(point, "count", "vs_ipi") == [("ipi", "pool ran out")]
+    assert warnings_about(point, "count", "time") == []
+    assert warnings_about(point, "count", "ipi_p50") == [("count", "few rounds")]
+    old = _point([_leg("count", 0.1, ["anything"])])
+    assert warnings_about(old, "count", "walker_p99") == [("count", "anything")]
+    assert values_at(_point([count]), "count", "vs_ipi") is None
 
 
 def test_two_parameters_give_a_row_per_point_and_a_fit_per_group(tmp_path):
@@ -136,7 +171,7 @@ def test_two_parameters_give_a_row_per_point_and_a_fit_per_group(tmp_path):
         {"cpus": 4, "cpumask": "sticky"}, {"cpus": 4, "cpumask": "trim"}]
     assert {(f["strategy"], f["fixed"]["cpumask"]) for f in sweep["fits"]} == {
         ("ipi", "sticky"), ("ipi", "trim"), ("count", "sticky"), ("count", "trim")}
-    assert all(f["parameter"] == "cpus" and f["n"] == 2 for f in sweep["fits"])
+    assert all(f["parameter"] == "cpus" and f["points"] == 2 for f in sweep["fits"])
     width, _ = png_size(folder / "sweep.png")
     assert width >= 2 * 320  # two panels side by side
     table = (folder / "sweep.md").read_text()
@@ -253,6 +288,14 @@ BAD = [
     (["--vary", "walk-window=1ms,2ms", "--walk-rate", "600"],
      "sweep point walk-window=2 ms: --walk-window 2 ms x --walk-rate 600 = 1.2"),
     (["--vary", "cpus=2", "--ipi-timeout", "1ms"], "--ipi-timeout 1 ms is below 10 ms"),
+    # The figure of the table, fits and plot is named before anything runs.
+    (["--vary", "cpus=2", "--metric", "speed"],
+     "--metric 'speed': choose from time, per_op, ipi_p50, ipi_p99, walks_per_s, walker_p50, "
+     "walker_p99, vs_ipi, walker_vs_ipi, p99_vs_ipi"),
+    (["--vary", "cpus=2", "--strategy", "count", "--metric", "vs_ipi"],
+     "--metric 'vs_ipi' (a ratio to ipi needs ipi among the strategies): choose from time,"),
+    (["--vary", "cpus=2", "--walker-time", "0", "--metric", "walker_p50"],
+     "--metric walker_p50 is a figure of the walker phase, which --walker-time 0 skips"),
 ]
 
 #: A host with room for a few CPUs, not thousands, so the preflight's verdicts do not depend on
@@ -282,10 +325,3 @@ def test_the_largest_plan_allowed_is_accepted(tmp_path, monkeypatch):
     assert len(points) == 64
     assert not (tmp_path / "runs").exists()
 
-
-def test_sweep_result_is_plain_json_numbers():
-    """Exponents and values in sweep.json are finite numbers (no NaN that JSON cannot hold)."""
-    fit = power_law([1, 2, 4], [5.0, 5.0, 5.0])
-    assert fit["exponent"] == 0.0 and fit["r2"] == 1.0
-    assert all(math.isfinite(v) for v in (fit["exponent"], fit["coefficient"], fit["r2"]))
-    json.dumps(fit, allow_nan=False)

@@ -4,9 +4,11 @@
     python -m lpw_mp sweep --vary memory=64M,256M,1G --vary cpumask=sticky,trim,accurate
 
 Writes ``runs/sweep-<id>/`` with ``sweep.md`` (the table and the fits), ``sweep.json``
-(``format: lpw_mp-sweep``) and ``sweep.png`` (the munmap time against the first varied
-parameter, one line per strategy; needs the ``plot`` extra). For every numeric parameter it fits
-a power law per strategy: the exponent says how the cost grows (1: linearly).
+(``format: lpw_mp-sweep``) and ``sweep.png`` (the figure against the first varied parameter,
+one line per strategy; needs the ``plot`` extra). The figure is the operation time unless
+``--metric`` names another; with ``--repeat`` each is the median of the repeats, with its
+interval. For every numeric parameter it fits a power law per strategy over every sample: the
+exponent, with its interval, says how the figure grows (1: linearly).
 
 This module parses, plans and runs the sweep; the fits and tables are ``results/sweeps.py``'s,
 the figure ``results/plot.py``'s and the folder ``results/folders.py``'s."""
@@ -33,7 +35,8 @@ from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results import plot
 from lpw_mp.results.folders import write_sweep
 from lpw_mp.results.formats import SWEEP
-from lpw_mp.results.sweeps import NUMERIC, PARAMETERS, fit_sweep, format_terminal, point_label
+from lpw_mp.results.sweeps import (NUMERIC, PARAMETERS, WALKER_SIDE, fit_sweep, format_terminal,
+                                   metric_problem, metrics_of, point_label)
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import now, run
 from lpw_mp.units import parse_duration, parse_size
@@ -127,6 +130,11 @@ def build_parser() -> Parser:
                         f"values each (a range counts its doublings), and at most {MAX_POINTS} "
                         "points in all (the product of the counts). Names: "
                         + ", ".join(n.replace("_", "-") for n in PARAMETERS))
+    p.add_argument("--metric", default="time", metavar="FIGURE",
+                   help="the figure the table, the fits and the plot show: "
+                        + ", ".join(metrics_of(["ipi"]))
+                        + " (the last three, ratios to ipi, need ipi among the strategies; "
+                          "default time)")
     add_run_options(p)
     return p
 
@@ -139,6 +147,12 @@ def plan(argv):
     args, base = parse_config(build_parser(), argv)
     if not args.vary:
         raise UsageError("sweep needs --vary NAME=V1,V2,... (for example --vary cpus=2..128)")
+    wrong = metric_problem(args.metric, base.strategies)
+    if wrong:
+        raise UsageError(wrong)
+    if args.metric in WALKER_SIDE and not base.walker_time:
+        raise UsageError(f"--metric {args.metric} is a figure of the walker phase, which "
+                         f"--walker-time 0 skips")
     if len(args.vary) > MAX_VARY:
         raise UsageError(f"sweep varies at most {MAX_VARY} parameters, not {len(args.vary)}")
     varied = [parse_vary(text) for text in args.vary]
@@ -173,13 +187,21 @@ def sweep_bar(npoints: int, stream=None):
                 dynamic_ncols=True)
 
 
+def _without_examples(row: dict) -> dict:
+    row = dict(row)
+    if "violations" in row:
+        row["violations"] = {k: v for k, v in row["violations"].items() if k != "examples"}
+    return row
+
+
 def _point_record(values: dict, result: dict) -> dict:
-    """What sweep.json keeps of one run: its legs without the violation examples."""
+    """What sweep.json keeps of one run: its legs and their samples, without the violation
+    examples."""
     legs = []
     for leg in result["legs"]:
-        leg = dict(leg)
-        if "violations" in leg:
-            leg["violations"] = {k: v for k, v in leg["violations"].items() if k != "examples"}
+        leg = _without_examples(leg)
+        if "samples" in leg:
+            leg["samples"] = [_without_examples(sample) for sample in leg["samples"]]
         legs.append(leg)
     host = result["host"]
     return {"values": values, "status": result["status"], "errors": result["errors"],
@@ -190,8 +212,9 @@ def _point_record(values: dict, result: dict) -> dict:
             "legs": legs}
 
 
-def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
-    """Run every point in turn. An interrupt stops the sweep; what ran is kept."""
+def run_sweep(base, varied, points, argv, show_progress: bool, metric: str = "time") -> dict:
+    """Run every point in turn; the table and fits are of figure ``metric``. An interrupt
+    stops the sweep; what ran is kept."""
     sweep = {
         **SWEEP.header(), "lpw_mp_version": __version__,
         "command": [f"{invoked_as()} sweep", *argv],
@@ -199,7 +222,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
         "config": base.to_dict(),
         "vary": [{"name": name, "values": values} for name, values in varied],
         "host": host_metadata(max(cfg.cpus for _, cfg in points), base.start_method),
-        "points": [], "fits": [], "errors": [],
+        "metric": metric, "points": [], "fits": [], "errors": [],
     }
 
     # runner.run handles signals during a point; interruptible catches one between points.
@@ -230,7 +253,7 @@ def run_sweep(base, varied, points, argv, show_progress: bool) -> dict:
         sweep["errors"].append(f"interrupted by {sweep['signal']}: the sweep stopped at point "
                                f"{max(1, len(sweep['points']))} of {len(points)}")
     sweep["unsafe_violations"] = sum(p["unsafe_violations"] for p in sweep["points"])
-    sweep["fits"] = fit_sweep(sweep)
+    sweep["fits"] = fit_sweep(sweep, sweep["metric"])
     sweep["finished"] = now()
     return sweep
 
@@ -262,7 +285,7 @@ def main(argv) -> int:
             folder, "sweep.md", "sweep.json", *(["sweep.png"] if plotted else []))
 
     with deferred_signals():
-        sweep = run_sweep(base, varied, points, argv, show_progress)
+        sweep = run_sweep(base, varied, points, argv, show_progress, args.metric)
         status = finish(args, sweep, write, render, exit_status)
     # Found, yet it would not import (a broken installation); a missing one was said above.
     if can_plot and plotted is False:

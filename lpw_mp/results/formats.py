@@ -82,15 +82,23 @@ class Format:
         return self.upgrade(document)
 
 
-def _result_v1_to_v2(document: dict) -> None:
-    """A version 1 result ran every strategy once: each ok leg is its own one sample."""
-    document["config"]["repeat"] = 1
-    annotations = ("safety", "warnings", "warning_figures", "walker_vs_ipi", "speedup_vs_ipi")
-    for leg in document["legs"]:
+#: What a leg has that its samples do not: who it is, and the verdicts on its figures.
+_NOT_SAMPLED = ("strategy", "safe", "kernel", "status", "safety", "warnings", "warning_figures",
+                "walker_vs_ipi", "speedup_vs_ipi")
+
+
+def _legs_v1_to_v2(config: dict, legs: list) -> None:
+    """Legs of a run of version 1, which ran every strategy once: each ok leg becomes its own
+    one sample (round 1), and the configuration says ``repeat`` 1. In place."""
+    config["repeat"] = 1
+    for leg in legs:
         if leg.get("status") == "ok":
-            sample = {k: v for k, v in leg.items()
-                      if k not in ("strategy", "safe", "kernel", "status", *annotations)}
+            sample = {k: v for k, v in leg.items() if k not in _NOT_SAMPLED}
             leg.update(repeats=1, repeats_asked=1, samples=[{"repeat": 1, **sample}])
+
+
+def _result_v1_to_v2(document: dict) -> None:
+    _legs_v1_to_v2(document["config"], document["legs"])
 
 
 RESULT = Format(
@@ -105,11 +113,30 @@ RESULT = Format(
                  "version 1 results are read as one-sample legs")),
     upgrades={1: _result_v1_to_v2})
 
+def _sweep_v1_to_v2(document: dict) -> None:
+    """A version 1 sweep ran every point once: its points' legs become one-sample legs, as a
+    version 1 result's do, its figure is the time, and its fits are made again from the
+    points (the same least squares, now with the exponent's interval)."""
+    # Not at the top: sweeps reads documents this module loads.
+    from lpw_mp.results.sweeps import fit_sweep
+
+    _legs_v1_to_v2(document["config"], [leg for point in document["points"]
+                                        for leg in point["legs"]])
+    document["metric"] = "time"
+    document["fits"] = fit_sweep(document)
+
+
 SWEEP = Format(
-    name="lpw_mp-sweep", version=1, title="lpw_mp sweep", filename="sweep.json",
+    name="lpw_mp-sweep", version=2, title="lpw_mp sweep", filename="sweep.json",
     folder="sweep", contents="its sweep.md has the table",
     history=((1, "sweep.json: command, base config, vary, host, points (each a run's legs "
-                 "without violation examples), power-law fits, status"),))
+                 "without violation examples), power-law fits, status"),
+             (2, "--repeat: config.repeat; points' legs are result version 2 legs (samples, "
+                 "medians, intervals; no violation examples, in the samples either); metric, "
+                 "the figure of the table and fits; fits over every sample, with points, "
+                 "samples, the exponent's stderr and t interval (low, high, confidence) and "
+                 "trend; version 1 sweeps are read as one-sample legs, their fits made again")),
+    upgrades={1: _sweep_v1_to_v2})
 
 FORMATS = (RESULT, SWEEP)
 

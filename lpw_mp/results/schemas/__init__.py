@@ -1,10 +1,11 @@
 """JSON Schemas of the documents lpw_mp writes, and validation against them.
 
-``result-v2.json`` describes ``result.json`` (format ``lpw_mp-result``, version 2;
-``result-v1.json`` is kept to read older results) and ``sweep-v1.json`` describes ``sweep.json`` (``lpw_mp-sweep``, version 1), which refers to the
-first for the configuration, host and legs. A reader validates a document before it reads a
-key, so that a document that only looks right (the right ``format``, keys missing or of the
-wrong type) is refused with one line saying what is wrong and where."""
+``result-v2.json`` describes ``result.json`` (format ``lpw_mp-result``, version 2) and
+``sweep-v2.json`` describes ``sweep.json`` (``lpw_mp-sweep``, version 2), which refers to the
+first for the configuration, host and legs; ``result-v1.json`` and ``sweep-v1.json`` (which
+refers to ``result-v1.json``) are kept to read older documents. A reader validates a document
+before it reads a key, so that a document that only looks right (the right ``format``, keys
+missing or of the wrong type) is refused with one line saying what is wrong and where."""
 
 import functools
 import json
@@ -15,7 +16,7 @@ from referencing import Registry, Resource
 
 #: (format, format_version) -> schema file in this package.
 SCHEMAS = {("lpw_mp-result", 1): "result-v1.json", ("lpw_mp-result", 2): "result-v2.json",
-           ("lpw_mp-sweep", 1): "sweep-v1.json"}
+           ("lpw_mp-sweep", 1): "sweep-v1.json", ("lpw_mp-sweep", 2): "sweep-v2.json"}
 #: A message quoting a large part of the document is cut to this many characters.
 MAX_MESSAGE = 160
 
