@@ -13,9 +13,9 @@ from lpw_mp.harness.progress import Progress
 from lpw_mp.harness.runner import run
 from lpw_mp.results import schemas
 from lpw_mp.results.formats import RESULT
-from lpw_mp.results.repeats import combine, figure_values, intervals
+from lpw_mp.results.repeats import combine, figure_values, interval_text, intervals
 from lpw_mp.results.stats import median_interval
-from lpw_mp.results.tables import interval_text, format_markdown, format_terminal
+from lpw_mp.results.tables import format_markdown, format_terminal
 from lpw_mp.results.verdicts import annotate
 from lpw_mp.units import format_duration
 

@@ -25,9 +25,9 @@ from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
 from lpw_mp.results import significance
 from lpw_mp.results.formats import RESULT
-from lpw_mp.results.repeats import FIGURES, PAIRED, figure, figure_values, format_figure
+from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_values, format_figure,
+                                    interval_text)
 from lpw_mp.results.stats import median_interval
-from lpw_mp.results.tables import interval_text
 from lpw_mp.units import format_value
 
 SUMMARY = "set runs side by side, each figure as a ratio to the first, with a verdict"

@@ -16,7 +16,8 @@ from lpw_mp.commands.shell import (Parser, UsageError, add_run_options, finish, 
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results.folders import write_run
-from lpw_mp.results.tables import format_terminal, interval_text
+from lpw_mp.results.repeats import interval_text
+from lpw_mp.results.tables import format_terminal
 from lpw_mp.results.verdicts import annotate, exit_status
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies import STRATEGIES, canonical

@@ -10,6 +10,7 @@ Ratios to ipi (``vs ipi`` on both sides) are paired: the samples of the same rou
 divided, and the median and interval are those of the per-round ratios. A drift of the host
 across the run then moves numerator and denominator together instead of widening both."""
 
+import re
 import statistics
 from dataclasses import dataclass
 
@@ -101,6 +102,20 @@ def format_figure(unit: str, value) -> str:
         return f"{value:,.0f}"
     return f"{value:,.0f}x" if value >= 100 else f"{value:.1f}x" if value >= 10 \
         else f"{value:.2f}x"
+
+
+#: A figure's text ends in one of these units; an interval's low end drops it when the high
+#: end has the same one (``2.05-2.31 s``).
+_UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
+
+
+def interval_text(interval, show) -> str:
+    """`` (low-high)`` of ``stats.median_interval`` ``interval`` printed by ``show``."""
+    low, high = show(interval["low"]), show(interval["high"])
+    lo, hi = _UNIT.match(low), _UNIT.match(high)
+    if lo and hi and lo.group(2) == hi.group(2):
+        low = lo.group(1)
+    return f" ({low}-{high})"
 
 
 def intervals(leg: dict, base: dict = None) -> dict:

@@ -3,15 +3,16 @@ them, and its terminal table and Markdown report. ``commands/sweep.py`` runs the
 ``plot.py`` draws it."""
 
 import math
-import re
 import statistics
 
 from tabulate import tabulate
 
 from lpw_mp.results.fit import CONFIDENCE, format_exponent, power_law
-from lpw_mp.results.repeats import FIGURES, PAIRED, figure, figure_values
+from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_values, format_figure,
+                                    interval_text)
 from lpw_mp.results.stats import median_interval
-from lpw_mp.units import format_duration, format_value
+from lpw_mp.results.tables import MARK
+from lpw_mp.units import format_value
 
 #: The parameters a sweep can vary, in the order its description lists the fixed ones
 #: (``commands/sweep.py`` parses each).
@@ -169,35 +170,15 @@ def fit_sweep(sweep: dict, metric: str = "time") -> list:
 
 # -- output ----------------------------------------------------------------------------------
 
-#: What follows a figure that a run would not trust (as in a run's tables).
-MARK = "?"
-#: A figure's text ends in one of these units; an interval's low end drops it when the high
-#: end has the same one (``2.05-2.31 s``).
-_UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x|/s)$")
-
-
 def shown(metric: str):
-    """How a value of figure ``metric`` is printed, by its unit."""
+    """How a value of figure ``metric`` is printed, by its unit (as a run's tables do)."""
     unit = figure(metric).unit
-    if unit == "s":
-        return format_duration
-    if unit == "ns":
-        return lambda v: format_duration(v / 1e9)
-    if unit == "ratio":  # as a run's tables print ratios: 0.74x, 5.19x, 20.8x, 446x
-        return lambda v: f"{v:,.0f}x" if v >= 100 else f"{v:.1f}x" if v >= 10 else f"{v:.2f}x"
-    return lambda v: f"{v:,.0f}/s"
+    return lambda v: format_figure(unit, v)
 
 
 def with_interval(median: float, interval, show) -> str:
     """``1.05 ms (0.9-1.2 ms)``: the median and, if there is one, its interval."""
-    text = show(median)
-    if interval is None:
-        return text
-    low, high = show(interval["low"]), show(interval["high"])
-    lo, hi = _UNIT.match(low), _UNIT.match(high)
-    if lo and hi and lo.group(2) == hi.group(2):
-        low = lo.group(1)
-    return f"{text} ({low}-{high})"
+    return show(median) + (interval_text(interval, show) if interval else "")
 
 
 def _cell(point: dict, strategy: str, metric: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.results.repeats import figure, format_figure
+from lpw_mp.results.repeats import figure, format_figure, interval_text
 from lpw_mp.results.verdicts import annotated, compare_to_ipi
 from lpw_mp.units import format_duration
 
@@ -100,20 +100,6 @@ def _walker_cells(name, side, rel, walks, retries, compact: bool) -> dict:
             "walker_p99": _ns(side.get("begin_end_p99_ns")),
             "p99_vs_ipi": "-" if name == "ipi" or not rel else _ratio(rel["p99_ratio"]),
             "walks": _count(walks), "retries": _count(retries)}
-
-
-#: A figure's text ends in one of these units; an interval's low end drops it when the high
-#: end has the same one (``2.05-2.31 s``).
-_UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
-
-
-def interval_text(interval, show) -> str:
-    """`` (low-high)`` of ``stats.median_interval`` ``interval`` printed by ``show``."""
-    low, high = show(interval["low"]), show(interval["high"])
-    lo, hi = _UNIT.match(low), _UNIT.match(high)
-    if lo and hi and lo.group(2) == hi.group(2):
-        low = lo.group(1)
-    return f" ({low}-{high})"
 
 
 def _add_intervals(cells: dict, leg: dict) -> None:
