@@ -181,15 +181,6 @@ def test_walks_are_counted_over_the_wait_for_deferred_frees_too():
     assert out["rate_per_s"] == pytest.approx(4000)
 
 
-def test_a_measured_window_is_preferred_to_the_configured_one():
-    """A walker preempted in its window keeps IRQs off longer than --walk-window: the mean
-    window measured during the operation, when the leg has one, is the model's w."""
-    out = overlap(leg(walk_window_s=30 * US), CONFIG)
-    assert out["window_s"] == 30 * US
-    assert out["predicted"] == pytest.approx(hit_share(8000, 1 * US, 30 * US))
-    assert overlap(leg(walk_window_s=None), CONFIG)["window_s"] == 20 * US
-
-
 @pytest.mark.parametrize("factor,disagree", [(2.1, True), (1 / 2.1, True), (1.9, False),
                                              (1 / 1.9, False), (1.0, False)])
 def test_more_than_2x_apart_either_way_disagrees(factor, disagree):

@@ -48,11 +48,7 @@ always outlast a 20 us window; if the kernel's were shorter than ``w``, ``q`` wo
 - ``c = (wall_s - time in IPI rounds) / checks``: the updater's own time per check, whatever
   it spends it on (the operation itself, polling RCU, being descheduled by the host);
 - ``λ = walks / the time they were counted over``: the walker counters span the operation and
-  the wait for its deferred frees (``deferred_free_s``), not ``wall_s`` alone;
-- ``w``: the mean IRQ-off window measured during the operation when the leg has it
-  (``walk_window_s``), else the configured ``walk_window``. A walker preempted in its window
-  (more simulated CPUs than host cores) keeps IRQs off longer than configured, and for a
-  Poisson stream of walks the chance that one is in progress depends on the mean window.
+  the wait for its deferred frees (``deferred_free_s``), not ``wall_s`` alone.
 
 The kernel's ``c`` is 154 ns per THP (``KERNEL_OWN_TIME_S``); the emulator's is a few us, so at
 the same ``λ`` and ``w`` it makes ``count`` and ``percpu`` IPI several times more often than the
@@ -109,7 +105,7 @@ def overlap(leg: dict, config) -> dict:
     in ``SKIPS_WHEN_IDLE``, a leg without figures (cut short, not run) or without checks.
 
     Keys: ``checks``, ``hits``, ``observed`` (hits / checks), ``rate_per_s`` (λ),
-    ``own_time_s`` (c), ``window_s`` (w: measured, else configured), ``predicted`` (``hit_share`` at the measured λ, c),
+    ``own_time_s`` (c), ``window_s`` (w), ``predicted`` (``hit_share`` at the measured λ, c),
     ``kernel_own_time_s``, ``kernel_predicted`` (at the kernel's c, same λ and w), ``ratio``
     (observed / predicted; None if predicted is 0) and ``disagrees`` (they differ by more than
     ``DISAGREE_FACTOR`` either way, or one is zero and the other is not)."""
@@ -128,7 +124,7 @@ def overlap(leg: dict, config) -> dict:
     own_time = max(0.0, wall - in_rounds) / checks
     span = max(wall, leg.get("deferred_free_s") or 0.0)
     rate = leg["walks"] / span if span > 0 else 0.0
-    window = leg.get("walk_window_s") or config["walk_window"]
+    window = config["walk_window"]
     observed = hits / checks
     predicted = hit_share(rate, own_time, window)
     return {
