@@ -1,11 +1,15 @@
 """The walker-overlap model (lpw_mp.results.overlap) on synthetic inputs: its limits, its shape,
-a seeded Monte Carlo of the process it describes, and what ``overlap`` makes of a leg."""
+a seeded Monte Carlo of the process it describes, and what ``overlap`` makes of a leg; and the
+updater's count of walks started during its IPI rounds, on a small real machine."""
 
 import math
 import random
 
 import pytest
 
+from helpers import acquire, wait_until
+from lpw_mp.harness.emulator import Emulator
+from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.results.overlap import (KERNEL_OWN_TIME_S, SKIPS_WHEN_IDLE, after_hit_share,
                                     after_miss_share, disagrees, hit_share, overlap)
 
@@ -181,6 +185,21 @@ def test_walks_are_counted_over_the_wait_for_deferred_frees_too():
     assert out["rate_per_s"] == pytest.approx(4000)
 
 
+def test_walks_during_ipi_rounds_are_left_out_of_the_rate_when_counted():
+    """A leg that counted the walks started during IPI rounds gives the rate outside them,
+    the one the updater's checks meet: (16 - 6) walks over 2 ms - 1 ms of rounds."""
+    out = overlap(leg(walks_in_rounds=6), CONFIG)
+    assert out["rate_per_s"] == pytest.approx(10_000)
+    assert overlap(leg(walks_in_rounds=None), CONFIG)["rate_per_s"] == pytest.approx(8000)
+
+
+def test_the_strategies_that_skip_when_idle_are_the_kernels():
+    """SKIPS_WHEN_IDLE names exactly the strategies whose updater counts walks in rounds
+    (``Strategy.skips_when_idle``); the results layer cannot import the kernel to ask."""
+    from lpw_mp.kernel.strategies import STRATEGIES
+    assert set(SKIPS_WHEN_IDLE) == {n for n, cls in STRATEGIES.items() if cls.skips_when_idle}
+
+
 @pytest.mark.parametrize("factor,disagree", [(2.1, True), (1 / 2.1, True), (1.9, False),
                                              (1 / 1.9, False), (1.0, False)])
 def test_more_than_2x_apart_either_way_disagrees(factor, disagree):
@@ -226,3 +245,32 @@ def test_a_leg_without_checks_has_no_overlap(over):
     """A leg cut short or not run has no figures to compare; one without checks has no
     share."""
     assert overlap(leg(**over), CONFIG) is None
+
+
+# -- the updater's count of walks started during its rounds (real processes) -----------------
+
+@pytest.mark.timeout(60)
+def test_a_walk_under_way_when_the_round_begins_did_not_start_in_it(cfg, ctx):
+    """count finds a walker paused in its window and IPIs; the round ends when that walk
+    does. The walk started before the round, so walks_in_rounds stays 0 (a walk is counted
+    once started, ended or not)."""
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=0.0, walk_rate=0.0)
+    hook = WalkHook(ctx, cpu=1, slot=3)
+    with Emulator(c, "count", hooks=[hook], ctx=ctx) as emu:
+        acquire(hook.paused, what="walker to pause")
+        emu.start_coordinator(slots=[5])
+        m = emu.machine
+        wait_until(lambda: m.ipi_gen[1] == 1, what="the IPI to CPU 1")
+        hook.resume.release()
+        st = emu.wait_coordinator()["stats"]
+    assert st["serialisations"] == 1 and st["walks_in_rounds"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_strategies_that_always_serialise_do_not_count(cfg):
+    """Only a strategy that skips the IPI when idle pays for the count (two reads of every
+    CPU's counters per round): under ipi it is None."""
+    with Emulator(cfg(cpus=2, memory=8 << 20, pte_fraction=0.0, walk_rate=0.0), "ipi") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+    assert st["serialisations"] == 4 and st["walks_in_rounds"] is None

@@ -47,8 +47,16 @@ always outlast a 20 us window; if the kernel's were shorter than ``w``, ``q`` wo
   latter out of hits;
 - ``c = (wall_s - time in IPI rounds) / checks``: the updater's own time per check, whatever
   it spends it on (the operation itself, polling RCU, being descheduled by the host);
-- ``λ = walks / the time they were counted over``: the walker counters span the operation and
-  the wait for its deferred frees (``deferred_free_s``), not ``wall_s`` alone.
+- ``λ``: walk starts per second outside IPI rounds, when the leg has ``walks_in_rounds`` (the
+  updater of a strategy in ``SKIPS_WHEN_IDLE`` counts the walks that start during its rounds):
+  ``(walks - walks_in_rounds) / (span - time in IPI rounds)``; else over the whole span,
+  ``walks / span``. The span is what the walker counters cover: the operation and the wait for
+  its deferred frees (``deferred_free_s``), not ``wall_s`` alone. Walks do not start at one
+  rate in and out of rounds here: a CPU woken by an IPI starts a walk that was due at once
+  (``count`` IPIs every CPU, and 8 CPUs on 2 cores measured 6,400 walk starts per second
+  outside rounds and 10,000 inside for 8,000 on average), and with the simulated CPUs sharing
+  a core a round can hold walks back instead (``percpu`` pinned: 25,000 outside, 9,700
+  inside for 16,000). Checks meet the rate outside rounds.
 
 The kernel's ``c`` is 154 ns per THP (``KERNEL_OWN_TIME_S``); the emulator's is a few us, so at
 the same ``λ`` and ``w`` it makes ``count`` and ``percpu`` IPI several times more often than the
@@ -104,7 +112,8 @@ def overlap(leg: dict, config) -> dict:
     result and the run's ``config`` (its dict, with ``walk_window``); None for a strategy not
     in ``SKIPS_WHEN_IDLE``, a leg without figures (cut short, not run) or without checks.
 
-    Keys: ``checks``, ``hits``, ``observed`` (hits / checks), ``rate_per_s`` (λ),
+    Keys: ``checks``, ``hits``, ``observed`` (hits / checks), ``rate_per_s`` (λ, outside IPI
+    rounds when the leg has ``walks_in_rounds``),
     ``own_time_s`` (c), ``window_s`` (w), ``predicted`` (``hit_share`` at the measured λ, c),
     ``kernel_own_time_s``, ``kernel_predicted`` (at the kernel's c, same λ and w), ``ratio``
     (observed / predicted; None if predicted is 0) and ``disagrees`` (they differ by more than
@@ -123,7 +132,10 @@ def overlap(leg: dict, config) -> dict:
     wall = leg["wall_s"]
     own_time = max(0.0, wall - in_rounds) / checks
     span = max(wall, leg.get("deferred_free_s") or 0.0)
-    rate = leg["walks"] / span if span > 0 else 0.0
+    walks, outside = leg["walks"], span
+    if leg.get("walks_in_rounds") is not None:
+        walks, outside = walks - leg["walks_in_rounds"], span - in_rounds
+    rate = max(0, walks) / outside if outside > 0 else 0.0
     window = config["walk_window"]
     observed = hits / checks
     predicted = hit_share(rate, own_time, window)
