@@ -38,7 +38,7 @@ What was fixed in the inputs on the way (lpw_mp.results.overlap says how each is
   walker; λ's span includes the wait for deferred frees;
 - after an IPI round walks go on starting, so a check that follows a hit finds one with
   ``1 - exp(-λw)`` (0.14-0.15 measured against 0.147 at 8,000 walks/s), not with the
-  after-miss share; without that the model reads 1.17x low at 1000 walks/s.
+  after-miss share; without that the model reads up to 1.17x low at 1000 walks/s.
 
 Not fixed: at 2000 walks/s per CPU pinned, observed runs 1.25x (count) and 1.45x (percpu)
 over the model. The 8 CPUs then share one core, walkers preempt each other inside their

@@ -33,10 +33,11 @@ stationary share of hits is::
     p = a / (1 - q + a) = a / (a + exp(-λw))          (hit_share)
 
 Taking ``q = a``, as if a round left no walk in progress, gives back ``p = a``. The correction
-matters when ``λw`` is not small: at 8 CPUs x 1000 walks/s and 20 us windows ``λw = 0.16`` and
-``p`` is ``a`` x 1.17; at 2000 walks/s, x 1.38. The emulator's rounds (tens of us and more)
-always outlast a 20 us window; if the kernel's were shorter than ``w``, ``q`` would be smaller
-(it is an upper bound), which moves the kernel's ``p`` by less than ``1/(1-q)``.
+is at most ``exp(λw)`` (reached for small ``a``) and matters when ``λw`` is not small: at 8 CPUs
+x 1000 walks/s and 20 us windows ``λw = 0.16`` and ``p`` is up to ``a`` x 1.17; at 2000 walks/s,
+up to x 1.38. The emulator's rounds (tens of us to ms) outlast a 20 us window as a rule; if the
+kernel's were shorter than ``w``, ``q`` would be smaller (it is an upper bound), which moves the
+kernel's ``p`` by less than that factor.
 
 ``c`` and ``λ`` are measured from a leg (``overlap``):
 
@@ -58,9 +59,10 @@ always outlast a 20 us window; if the kernel's were shorter than ``w``, ``q`` wo
   a core a round can hold walks back instead (``percpu`` pinned: 25,000 outside, 9,700
   inside for 16,000). Checks meet the rate outside rounds.
 
-The kernel's ``c`` is 154 ns per THP (``KERNEL_OWN_TIME_S``); the emulator's is a few us, so at
-the same ``λ`` and ``w`` it makes ``count`` and ``percpu`` IPI several times more often than the
-kernel would. ``kernel_predicted`` says by how much.
+The kernel's ``c`` is 154 ns per THP (``KERNEL_OWN_TIME_S``); the emulator's is 4-9 us
+(benchmarks/overlap.py on a 2-core host), so at the same ``λ`` and ``w`` the model has the
+emulator's ``count`` and ``percpu`` IPI 25-40 times as often as the kernel's would.
+``kernel_predicted`` says by how much for each leg.
 """
 
 import math
@@ -112,9 +114,9 @@ def overlap(leg: dict, config) -> dict:
     result and the run's ``config`` (its dict, with ``walk_window``); None for a strategy not
     in ``SKIPS_WHEN_IDLE``, a leg without figures (cut short, not run) or without checks.
 
-    Keys: ``checks``, ``hits``, ``observed`` (hits / checks), ``rate_per_s`` (λ, outside IPI
-    rounds when the leg has ``walks_in_rounds``),
-    ``own_time_s`` (c), ``window_s`` (w), ``predicted`` (``hit_share`` at the measured λ, c),
+    Keys: ``checks``, ``hits``, ``observed`` (hits / checks), ``rate_per_s`` (λ: outside IPI
+    rounds when the leg has ``walks_in_rounds``), ``own_time_s`` (c), ``window_s`` (w),
+    ``predicted`` (``hit_share`` at the measured λ, c),
     ``kernel_own_time_s``, ``kernel_predicted`` (at the kernel's c, same λ and w), ``ratio``
     (observed / predicted; None if predicted is 0) and ``disagrees`` (they differ by more than
     ``DISAGREE_FACTOR`` either way, or one is zero and the other is not)."""
