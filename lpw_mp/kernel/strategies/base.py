@@ -20,6 +20,10 @@ class Strategy:
     walker = "hold"
     #: What ``doing == DOING_LOCK`` means for this strategy, in error messages.
     lock_name = "a lock"
+    #: True when the updater skips the IPI if it sees no walk in progress (``count``,
+    #: ``percpu``): how often it finds one depends on when walks start, so the updater counts
+    #: the walks that start during its IPI rounds (``UpdaterStats.walks_in_rounds``).
+    skips_when_idle = False
 
     def __init__(self, ctx, machine):
         self.m = machine

@@ -21,6 +21,7 @@ class CountStrategy(Strategy):
     name = "count"
     kernel = "v5 series: atomic lockless_pgtbl_walk_count per mm, skip IPI when zero"
     lock_name = "count's counter lock"
+    skips_when_idle = True
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)

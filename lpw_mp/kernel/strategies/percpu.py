@@ -17,6 +17,7 @@ class PerCPUStrategy(Strategy):
 
     name = "percpu"
     kernel = "v6 series (2020): per-CPU counter, IPI only CPUs of mm_cpumask inside a walk"
+    skips_when_idle = True
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)

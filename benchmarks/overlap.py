@@ -1,0 +1,234 @@
+"""Benchmark: how often count and percpu found a walk in progress, against the overlap model.
+
+Runs real legs through the product path (``runner.run``): 8 simulated CPUs unmap a large region
+(512G: 262,144 THPs of 2M) under ``count`` and ``percpu``, at several walk rates, no walker
+phase. For each leg, ``lpw_mp.results.overlap.overlap`` gives the share of the updater's
+checks that found a walk (observed) and the share the sequential model predicts from the leg's
+measured walk-start rate λ and own time per check c; beside them, the share the model gives at
+the kernel's c (154 ns). With ``--trials N`` every point runs N times (interleaved: every point
+once, then again) and the table gives medians, with the range of observed/predicted. Each
+point runs under two placements of the processes on the host's cores:
+
+- ``host``: the host's scheduler places the 9 processes (8 CPUs and the coordinator);
+- ``pinned``: the coordinator alone on the first usable core, the simulated CPUs on the others
+  (set through the affinity a forked process inherits; nothing else changes).
+
+    python benchmarks/overlap.py [--rates 250 500 1000 2000] [--trials 3]
+                                 [--placements host pinned]
+
+Target: observed within +-35% of predicted for count at 8 CPUs and 1000 walks/s on a large
+region. Measured on a 2-core host (README, "How often count and percpu must IPI"): met when
+the coordinator has a core to itself (``pinned``: 1.09), on the edge when it shares the cores
+with the 8 CPUs (``host``: 0.59-0.73). The model is about an updater that runs beside its
+walkers, as the kernel's does; under ``host`` a walker that wakes while the other core is busy
+runs on the coordinator's core in its place, its whole window passes while the coordinator is
+descheduled, and no check can see it. ``count``'s rounds wake all 8 CPUs at once, which makes
+that more frequent; ``percpu`` (one CPU a round) agrees within 15% under both placements up to
+1000 walks/s per CPU. No figure a leg records says how many walks ran in the updater's place,
+so this is not corrected for: it is the host's doing, not the protocol's.
+
+What was fixed in the inputs on the way (lpw_mp.results.overlap says how each is measured):
+
+- λ is the rate of walk starts outside IPI rounds (the updater counts the walks that start
+  during its rounds), not walks over the whole operation: a CPU woken by an IPI starts a walk
+  that was due at once, so under ``host`` count met 6,100 starts/s outside its rounds for
+  8,000 on average; pinned, percpu's rounds hold walks back instead (19,200 outside for
+  16,000). With the average rate, pinned percpu at 2000 walks/s read 1.96x, host count 0.47x;
+- checks leave out the munmap of PTE-table slots (``tlb_remove_table``), which checks no
+  walker; λ's span includes the wait for deferred frees;
+- after an IPI round walks go on starting, so a check that follows a hit finds one with
+  ``1 - exp(-λw)`` (0.14-0.15 measured against 0.147 at 8,000 walks/s), not with the
+  after-miss share; without that the model reads up to 1.17x low at 1000 walks/s.
+
+Not fixed: at 2000 walks/s per CPU pinned, observed runs 1.25x (count) and 1.45x (percpu)
+over the model. The 8 CPUs then share one core, walkers preempt each other inside their
+windows, and the mean window read from the walkers' counters is 25-60 us, not the 20 us
+configured; using it moves percpu closer and count further, so the model keeps the configured
+window.
+"""
+
+import argparse
+import datetime
+import os
+import statistics
+import subprocess
+import tempfile
+
+from tabulate import tabulate
+
+from lpw_mp import __version__
+from lpw_mp.harness import runner
+from lpw_mp.harness.config import Config
+from lpw_mp.harness.progress import Progress
+from lpw_mp.results.overlap import overlap
+from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+#: The target's point and tolerance (the docstring's).
+TARGET_STRATEGY, TARGET_RATE, TARGET_TOLERANCE = "count", 1000.0, 0.35
+
+
+def version() -> str:
+    """lpw_mp's version, and the commit when run from a git checkout."""
+    try:
+        commit = subprocess.run(["git", "-C", HERE, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except OSError:
+        commit = ""
+    return f"{__version__} ({commit})" if commit else __version__
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _leg_result(cfg, name, outcome, violations):
+    """``runner.leg_result``, with the updater's ``walks_in_rounds`` carried into the leg, as
+    ``overlap`` reads it. Legs do not carry it yet (runner.py copies the figures it reports);
+    remove this once they do."""
+    leg = _product_leg_result(cfg, name, outcome, violations)
+    leg.setdefault("walks_in_rounds", outcome["stats"].get("walks_in_rounds"))
+    return leg
+
+
+_product_leg_result, runner.leg_result = runner.leg_result, _leg_result
+
+
+class Pinning(Progress):
+    """Keeps the coordinator alone on the first usable core and the simulated CPUs on the
+    others, through the affinity a forked process inherits: the parent moves to the other
+    cores before its CPUs are forked, to the first core just before the coordinator is, and
+    off it again once the operation reports progress."""
+
+    def __init__(self):
+        self.saved = os.sched_getaffinity(0)
+        cores = sorted(self.saved)
+        if len(cores) < 2:
+            raise SystemExit("the pinned placement needs at least 2 usable cores")
+        self.first, self.others = {cores[0]}, set(cores[1:])
+
+    def leg(self, index: int, name: str) -> None:
+        os.sched_setaffinity(0, self.others)
+
+    def operation(self) -> None:
+        os.sched_setaffinity(0, self.first)
+
+    def ops(self, done: int, total: int) -> None:
+        os.sched_setaffinity(0, self.others)
+
+    def leg_done(self) -> None:
+        os.sched_setaffinity(0, self.saved)
+
+
+PLACEMENTS = {
+    "host": "the host's scheduler places every process",
+    "pinned": "the coordinator alone on one core, the simulated CPUs on the others",
+}
+
+
+def one_leg(args, strategy: str, rate: float, seed: int, placement: str,
+            runs_dir: str) -> dict:
+    """One leg of ``strategy`` at ``rate`` walks/s per CPU; its ``overlap`` figures."""
+    cfg = Config(cpus=args.cpus, memory=args.memory, thp_size=args.thp_size,
+                 strategies=[strategy], op="munmap", walk_rate=rate,
+                 walk_window=args.window, walker_time=0.0, seed=seed,
+                 runs_dir=runs_dir).validate()
+    progress = Pinning() if placement == "pinned" else None
+    result = runner.run(cfg, argv=["benchmarks/overlap.py"], progress=progress)
+    if result["status"] != "complete":
+        raise SystemExit(f"{strategy} at {rate:g} walks/s: {result['status']}: "
+                         f"{'; '.join(result['errors'])}")
+    out = overlap(result["legs"][0], result["config"])
+    if out is None:
+        raise SystemExit(f"{strategy} at {rate:g} walks/s: no checks to compare")
+    return out
+
+
+def pct(share) -> str:
+    return f"{100 * share:.2f}%"
+
+
+def run_points(args, runs_dir: str) -> dict:
+    """Every (placement, strategy, rate) point ``args.trials`` times, interleaved: each
+    point once, then each again, so that a change in the host's load spreads over all."""
+    points = [(placement, strategy, rate) for placement in args.placements
+              for strategy in args.strategies for rate in args.rates]
+    samples = {point: [] for point in points}
+    for trial in range(args.trials):
+        for placement, strategy, rate in points:
+            samples[placement, strategy, rate].append(
+                one_leg(args, strategy, rate, args.seed + trial, placement, runs_dir))
+    return samples
+
+
+def table(samples: dict, placement: str) -> str:
+    """One placement's points: medians over trials, and the range of observed/predicted."""
+    rows = []
+    for (where, strategy, rate), legs in samples.items():
+        if where != placement:
+            continue
+
+        def median(key):
+            return statistics.median(leg[key] for leg in legs)
+        ratios = [leg["ratio"] for leg in legs if leg["ratio"] is not None]
+        ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
+        if len(ratios) > 1:
+            ratio += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+        rows.append([strategy, f"{rate:,.0f}", f"{median('rate_per_s'):,.0f}",
+                     format_duration(median("own_time_s")), f"{median('checks'):,.0f}",
+                     pct(median("observed")), pct(median("predicted")), ratio,
+                     pct(median("kernel_predicted"))])
+    return tabulate(rows, ["strategy", "walks/s per CPU", "λ (/s)", "c", "checks", "observed",
+                           "predicted", "obs/pred", "kernel's predicted"],
+                    colalign=("left",) + ("right",) * 8, disable_numparse=True)
+
+
+def target(samples: dict, placement: str):
+    """The median observed/predicted at the target's point, or None if it was not run."""
+    ratios = [leg["ratio"] for leg in samples.get((placement, TARGET_STRATEGY, TARGET_RATE), ())
+              if leg["ratio"] is not None]
+    return statistics.median(ratios) if ratios else None
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cpus", type=int, default=8)
+    p.add_argument("--memory", type=parse_size, default=parse_size("512G"))
+    p.add_argument("--thp-size", type=parse_size, default=parse_size("2M"))
+    p.add_argument("--window", type=parse_duration, default=parse_duration("20us"),
+                   help="--walk-window of every leg")
+    p.add_argument("--rates", type=float, nargs="+", default=[250, 500, 1000, 2000],
+                   help="walks per second per CPU")
+    p.add_argument("--strategies", nargs="+", default=["count", "percpu"])
+    p.add_argument("--placements", nargs="+", choices=list(PLACEMENTS),
+                   default=list(PLACEMENTS), help="; ".join(f"{name}: {what}" for name, what
+                                                         in PLACEMENTS.items()))
+    p.add_argument("--trials", type=int, default=1, help="runs of every point")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    if args.trials < 1:
+        p.error("--trials must be at least 1")
+
+    print(f"{datetime.date.today()}, lpw_mp {version()}, {len(os.sched_getaffinity(0))} "
+          f"usable cores, load average {load()} at the start")
+    print(f"{args.cpus} CPUs unmap {format_size(args.memory)} of {format_size(args.thp_size)} "
+          f"THPs; {format_duration(args.window)} windows; {args.trials} trial(s) per point, "
+          f"interleaved")
+    with tempfile.TemporaryDirectory(prefix="lpw-overlap-") as runs_dir:
+        samples = run_points(args, runs_dir)
+    for placement in args.placements:
+        print(f"\n{placement}: {PLACEMENTS[placement]}")
+        print(table(samples, placement))
+        print("λ: walk starts per second outside IPI rounds; c: the updater's own time per "
+              "check")
+        ratio = target(samples, placement)
+        if ratio is not None and args.cpus == 8:
+            verdict = "met" if abs(ratio - 1) <= TARGET_TOLERANCE else "NOT met"
+            print(f"target ({TARGET_STRATEGY}, 8 CPUs, {TARGET_RATE:,.0f} walks/s: observed "
+                  f"within +-{TARGET_TOLERANCE:.0%} of predicted): {ratio:.2f}, {verdict}")
+    print(f"\nload average {load()} at the end")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
