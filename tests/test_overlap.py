@@ -11,7 +11,9 @@ from helpers import acquire, wait_until
 from lpw_mp.harness.emulator import Emulator
 from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.results.overlap import (KERNEL_OWN_TIME_S, SKIPS_WHEN_IDLE, after_hit_share,
-                                    after_miss_share, disagrees, hit_share, overlap)
+                                    after_miss_share, disagrees, hit_share,
+                                    hit_share_of_gaps, overlap)
+from lpw_mp.results.stats import log_histogram
 
 US = 1e-6
 
@@ -193,6 +195,44 @@ def test_walks_during_ipi_rounds_are_left_out_of_the_rate_when_counted():
     assert overlap(leg(walks_in_rounds=None), CONFIG)["rate_per_s"] == pytest.approx(8000)
 
 
+def _gaps(*pairs):
+    """A gap histogram (8 buckets per doubling, ns) with ``count`` gaps in the bucket of each
+    ``ns``."""
+    counts = [0] * 320
+    for ns, count in pairs:
+        counts[int(math.log2(ns) * 8)] += count
+    return log_histogram(counts, 8)
+
+
+def test_measured_gaps_replace_the_exponential_of_their_mean():
+    """With the gaps between checks measured, a check after a gap X finds a walk with
+    1 - exp(-λ min(X, w)): 999 gaps of 1 us and one of 4 ms (the host descheduled the
+    updater) have a mean of 5 us, but predict about a fifth of what an exponential of mean
+    5 us does, since the long gap meets at most one window of walks."""
+    gaps = _gaps((1000, 999), (4_000_000, 1))
+    rate, window = 8000.0, 20 * US
+    middle = 2 ** ((int(math.log2(1000) * 8) + 0.5) / 8) * 1e-9   # the 1 us bucket's
+    a = (999 * -math.expm1(-rate * middle) + -math.expm1(-rate * window)) / 1000
+    assert hit_share_of_gaps(rate, gaps, window) == pytest.approx(
+        a / (a + math.exp(-rate * window)))
+    assert hit_share_of_gaps(rate, gaps, window) < hit_share(rate, 5 * US, window) / 4
+    assert hit_share_of_gaps(0.0, gaps, window) == 0.0
+    # A leg that carries its gaps is predicted from them, not from its mean own time.
+    out = overlap(leg(check_gap_histogram=gaps), CONFIG)
+    assert out["predicted"] == pytest.approx(hit_share_of_gaps(out["rate_per_s"], gaps,
+                                                               window))
+
+
+def test_a_leg_with_repeats_takes_the_median_of_its_samples():
+    """A format 2 leg's own figures are medians without the gap histograms: the overlap is
+    that of each sample, then the median of each figure."""
+    samples = [{"repeat": r, **{k: v for k, v in leg(serialisations=h).items()
+                                if k != "strategy"}} for r, h in ((1, 10), (2, 30), (3, 20))]
+    out = overlap({**leg(), "samples": samples}, CONFIG)
+    assert out["hits"] == 20 and out["samples"] == 3
+    assert out["observed"] == pytest.approx(20 / (20 + 990))
+
+
 def test_the_strategies_that_skip_when_idle_are_the_kernels():
     """SKIPS_WHEN_IDLE names exactly the strategies whose updater counts walks in rounds
     (``Strategy.skips_when_idle``); the results layer cannot import the kernel to ask."""
@@ -274,3 +314,17 @@ def test_strategies_that_always_serialise_do_not_count(cfg):
         emu.start_coordinator()
         st = emu.wait_coordinator()["stats"]
     assert st["serialisations"] == 4 and st["walks_in_rounds"] is None
+    assert st["check_gaps"] is None
+
+
+@pytest.mark.timeout(60)
+def test_the_updater_keeps_the_gap_before_every_check_but_the_first(cfg):
+    """count's updater keeps its own time between one check and the next, less IPI rounds:
+    one gap per check after the first (no PTE-table slot here, and those check no walker),
+    each positive and under the whole operation."""
+    with Emulator(cfg(cpus=2, memory=32 << 20, pte_fraction=0.0, walk_rate=0.0),
+                  "count") as emu:
+        emu.start_coordinator()
+        st = emu.wait_coordinator()["stats"]
+    assert st["skipped"] == 16 and len(st["check_gaps"]) == 15
+    assert all(0 < gap < st["wall_s"] for gap in st["check_gaps"])

@@ -12,10 +12,12 @@ from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE,
 from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.walkers import measure_walkers
 from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
+from lpw_mp.kernel.cpu import hist_bucket
+from lpw_mp.kernel.machine import HIST_BUCKETS, HIST_STEPS
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import RESULT
 from lpw_mp.results.repeats import combine
-from lpw_mp.results.stats import summarize
+from lpw_mp.results.stats import log_histogram, summarize
 
 
 def now() -> str:
@@ -60,8 +62,20 @@ def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
         "retries": walkers["retries"],
         "ipis_handled": walkers["ipis_handled"],
         "walk_lateness_s": walkers["late_ns"] / walks / 1e9 if walks else None,
+        # Kept by strategies that skip the IPI when idle, for the overlap model.
+        "walks_in_rounds": st.get("walks_in_rounds"),
+        "check_gap_histogram": (None if st.get("check_gaps") is None else log_histogram(
+            _buckets(st["check_gaps"]), HIST_STEPS)),
         "violations": violations,
     }
+
+
+def _buckets(seconds: list) -> list:
+    """Counts of ``seconds`` in the walker histograms' buckets (``cpu.hist_bucket``, in ns)."""
+    counts = [0] * HIST_BUCKETS
+    for value in seconds:
+        counts[hist_bucket(int(value * 1e9))] += 1
+    return counts
 
 
 def violation_summary(checker) -> dict:

@@ -53,6 +53,12 @@ class UpdaterStats:
     #: round keeps the updater from seeing walks: the rate the updater meets is the one
     #: outside its rounds.
     walks_in_rounds: int = None
+    #: The updater's own time between one check for walkers and the next (from the start of a
+    #: check to the start of the next, less the IPI rounds between), in seconds; None when not
+    #: kept (as walks_in_rounds). The overlap model needs their spread, not only their mean:
+    #: a check after the host descheduled the updater for milliseconds meets at most one
+    #: window's worth of walks, not milliseconds' worth.
+    check_gaps: list = None
 
 
 class Updater:
@@ -71,6 +77,8 @@ class Updater:
         self._start = time.perf_counter()
         if strategy.skips_when_idle:
             self.stats.walks_in_rounds = 0
+            self.stats.check_gaps = []
+        self._check_start, self._rounds_then, self._in_rounds = None, 0.0, 0.0
 
     def broadcast(self, cpus) -> None:
         """One ``smp_call_function_many(cpus, do_nothing, NULL, 1)`` round, timed; nothing for
@@ -82,7 +90,9 @@ class Updater:
             before = self.walks_started()
         start = time.perf_counter()
         self.m.smp_call_function_many(cpus, self.timeout)
-        self.stats.rounds.append(time.perf_counter() - start)
+        took = time.perf_counter() - start
+        self.stats.rounds.append(took)
+        self._in_rounds += took
         if counting:
             self.stats.walks_in_rounds += self.walks_started() - before
         self.stats.serialisations += 1
@@ -95,13 +105,26 @@ class Updater:
         m = self.m
         return sum(m.stats[ST_WALKS::NSTATS]) + sum(m.irq_off)
 
-    def serialise(self, step, *args) -> None:
+    def serialise(self, step, *args, checks_walkers: bool = True) -> None:
         """Run one serialising step of the strategy, ``step(self, *args)``, and count it as
         skipped when it neither broadcast nor waited for a grace period. The updater keeps this
-        count, not the strategies, so that "skipped" means the same under every strategy."""
+        count, not the strategies, so that "skipped" means the same under every strategy.
+        ``checks_walkers``: False for ``tlb_remove_table``, which looks for no walker (its gap
+        is not one between checks)."""
         stats = self.stats
         before = stats.serialisations + stats.grace_periods
-        step(self, *args)
+        gaps = stats.check_gaps
+        if gaps is None or not checks_walkers:
+            step(self, *args)
+        else:
+            # From the start of one check to the start of the next, less IPI rounds: the
+            # check's own time counts (percpu reads every CPU's slot one by one, and a walk
+            # that starts before its slot is read is seen).
+            now = time.perf_counter()
+            if self._check_start is not None:
+                gaps.append(now - self._check_start - (self._in_rounds - self._rounds_then))
+            self._check_start, self._rounds_then = now, self._in_rounds
+            step(self, *args)
         if stats.serialisations + stats.grace_periods == before:
             stats.skipped += 1
 
@@ -150,7 +173,8 @@ class Updater:
             return
         if kind == ptm.TABLE:
             self._phase(slot, PHASE_UNLINKED)
-            self.serialise(self.strategy.tlb_remove_table, ptm.pmd_index(old))
+            self.serialise(self.strategy.tlb_remove_table, ptm.pmd_index(old),
+                           checks_walkers=False)
             return
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.zap_huge_pmd)

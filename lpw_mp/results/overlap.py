@@ -66,6 +66,7 @@ emulator's ``count`` and ``percpu`` IPI 25-40 times as often as the kernel's wou
 """
 
 import math
+import statistics
 
 #: Strategies that skip the IPI broadcast when their updater sees no walk in progress, and so
 #: IPI on the share of checks this model predicts: ``count`` (its counter reads zero) and
@@ -109,7 +110,44 @@ def hit_share(rate: float, own_time: float, window: float) -> float:
     return a / (a + math.exp(-rate * window))
 
 
+def hit_share_of_gaps(rate: float, gaps: dict, window: float) -> float:
+    """``p`` as ``hit_share``, with ``a`` averaged over the measured gaps between checks
+    (``gaps``, a ``stats.log_histogram`` in ns) instead of an exponential of their mean: a
+    check after a gap ``X`` finds a walk with ``1 - exp(-λ min(X, w))``. A few long gaps
+    (the host descheduling the updater) make the mean large but meet at most ``w`` of walks
+    each, which the exponential of the mean cannot know."""
+    total = sum(gaps["counts"])
+    if rate <= 0 or window <= 0 or not total:
+        return 0.0
+    edges = gaps["edges"]
+    a = sum(count * -math.expm1(-rate * min(math.sqrt(edges[i] * edges[i + 1]) / 1e9, window))
+            for i, count in enumerate(gaps["counts"]) if count) / total
+    return a / (a + math.exp(-rate * window))
+
+
 def overlap(leg: dict, config) -> dict:
+    """``sample_overlap`` of every sample of ``leg`` (a leg of format 2 has them; its own
+    figures are medians, without the gap histograms), each figure the median over them and
+    the verdict on those medians; None as ``sample_overlap``."""
+    if leg.get("strategy") not in SKIPS_WHEN_IDLE or leg.get("status", "ok") != "ok":
+        return None
+    found = [sample_overlap({"strategy": leg["strategy"], **sample}, config)
+             for sample in leg.get("samples") or [leg]]
+    found = [o for o in found if o is not None]
+    if not found:
+        return None
+    out = {key: statistics.median_low(o[key] for o in found) for key in ("checks", "hits")}
+    out.update({key: statistics.median(o[key] for o in found)
+                for key in ("observed", "rate_per_s", "own_time_s", "predicted",
+                            "kernel_predicted")})
+    out.update(window_s=found[0]["window_s"], kernel_own_time_s=KERNEL_OWN_TIME_S,
+               samples=len(found),
+               ratio=out["observed"] / out["predicted"] if out["predicted"] else None,
+               disagrees=disagrees(out["observed"], out["predicted"]))
+    return out
+
+
+def sample_overlap(leg: dict, config) -> dict:
     """The observed share of checks that found a walker beside the model's, for one leg of a
     result and the run's ``config`` (its dict, with ``walk_window``); None for a strategy not
     in ``SKIPS_WHEN_IDLE``, a leg without figures (cut short, not run) or without checks.
@@ -130,7 +168,7 @@ def overlap(leg: dict, config) -> dict:
     if checks <= 0:
         return None
     rounds = leg.get("ipi_round_s") or {}
-    in_rounds = rounds["mean"] * rounds["n"] if rounds.get("n") else 0.0
+    in_rounds = rounds["mean"] * rounds["n"] if rounds.get("n") and rounds.get("mean") else 0.0
     wall = leg["wall_s"]
     own_time = max(0.0, wall - in_rounds) / checks
     span = max(wall, leg.get("deferred_free_s") or 0.0)
@@ -140,7 +178,11 @@ def overlap(leg: dict, config) -> dict:
     rate = max(0, walks) / outside if outside > 0 else 0.0
     window = config["walk_window"]
     observed = hits / checks
-    predicted = hit_share(rate, own_time, window)
+    gaps = leg.get("check_gap_histogram")
+    if gaps and gaps["counts"]:
+        predicted = hit_share_of_gaps(rate, gaps, window)
+    else:
+        predicted = hit_share(rate, own_time, window)
     return {
         "checks": checks, "hits": hits, "observed": observed,
         "rate_per_s": rate, "own_time_s": own_time, "window_s": window,
