@@ -14,7 +14,7 @@ from lpw_mp.results import schemas
 from lpw_mp.results.formats import RESULT
 from lpw_mp.results.repeats import combine
 from lpw_mp.results.stats import MIN_SAMPLES
-from lpw_mp.results.tables import UPDATER, format_markdown, format_terminal
+from lpw_mp.results.tables import OVERLAP_TITLE, UPDATER, format_markdown, format_terminal
 from lpw_mp.results.verdicts import FIGURES, annotate, flagged_warnings
 
 pytestmark = pytest.mark.timeout(90)
@@ -152,6 +152,29 @@ def test_every_reason_not_to_trust_a_figure_marks_a_figure():
     assert len({text for text, _ in flagged}) == 8
     assert all(figures and "strategy" not in figures for _, figures in flagged)
     assert {key for _, figures in flagged for key in figures} <= set(FIGURES)
+
+
+def test_the_overlap_table_shows_count_and_percpu_and_marks_a_disagreement(real):
+    """count and percpu, which skip the IPI when no walk is seen, get a row each in the
+    overlap table (no other strategy does), with the model beside what they found; when
+    count found a walker in far more checks than the model predicts, its share is marked
+    ``?`` with a note naming both."""
+    doc = copy.deepcopy(real)
+    count = doc["legs"][1]
+    for sample in count["samples"]:
+        sample.update(walks=2, serialisations=sample["skipped"], walks_in_rounds=0)
+    count.update(combine(count["samples"]))
+    del count["intervals"]
+    annotate(doc)
+    found = count["overlap"]
+    assert found["disagrees"] and found["observed"] > 2 * found["predicted"]
+    text = format_terminal(doc, width=250)
+    table = text.split(OVERLAP_TITLE)[1].split("\n\n")[0]
+    assert [line.split()[0] for line in table.splitlines()[3:]] == ["count", "percpu"]
+    assert f"{found['observed']:.2%}?" in rows_of(table, "count")
+    assert f"count: found a walker in {found['observed']:.2%} of its checks, where the " \
+           f"overlap model predicts {found['predicted']:.2%}" in " ".join(text.split())
+    assert f"## {OVERLAP_TITLE}" in format_markdown(doc)
 
 
 def test_a_stalled_ipi_round_is_flagged_on_the_time():

@@ -60,6 +60,18 @@ WALKER = (
     Column("walks", "walks during {op}", "walks"),
     Column("retries", "retries", "retries"),
 )
+#: How often an updater that skips the IPI when idle found a walker (results.overlap).
+OVERLAP = (
+    Column("strategy", "strategy", "strategy", False),
+    Column("checks", "checks", "checks"),
+    Column("found", "found a walker", "found"),
+    Column("model", "model", "model"),
+    Column("found_vs_model", "found / model", "/ model"),
+    Column("rate", "walk starts/s", "starts/s"),
+    Column("own_time", "own time per check", "own time"),
+    Column("kernel", "kernel's (154 ns)", "kernel's"),
+)
+OVERLAP_TITLE = "How often the updater found a walker (and IPIed) against the overlap model"
 #: The compact layout's tables, by column key.
 COMPACT_TIMES = ("strategy", "time", "per_op", "vs_ipi", "ipi_p50", "ipi_p99", "safety")
 COMPACT_COUNTS = ("strategy", "serialised", "skipped", "ipis_sent", "grace_periods",
@@ -113,7 +125,23 @@ def _add_intervals(cells: dict, leg: dict) -> None:
 def _ok_cells(leg, compact: bool) -> dict:
     cells = _figure_cells(leg, compact)
     _add_intervals(cells, leg)
+    cells.update(_overlap_cells(leg.get("overlap")))
     return cells
+
+
+def _overlap_cells(found) -> dict:
+    if not found:
+        return {column.key: "-" for column in OVERLAP[1:]}
+    return {"checks": _count(found["checks"]), "found": f"{found['observed']:.2%}",
+            "model": f"{found['predicted']:.2%}",
+            "found_vs_model": _ratio(found["ratio"]),
+            "rate": f"{found['rate_per_s']:,.0f}", "own_time": format_duration(found["own_time_s"]),
+            "kernel": f"{found['kernel_predicted']:.2%}"}
+
+
+def _overlap_rows(rows: list) -> list:
+    """The rows of the overlap table: the legs it has figures for."""
+    return [row for row in rows if row.get("checks", "-") != "-"]
 
 
 def _figure_cells(leg, compact: bool) -> dict:
@@ -134,7 +162,7 @@ def _figure_cells(leg, compact: bool) -> dict:
 def _partial_cells(leg, base_side, compact: bool) -> dict:
     """A leg cut short: the time and counts up to then, the walker phase if it ended."""
     part, name = leg.get("partial"), leg["strategy"]
-    cells = {column.key: "-" for column in UPDATER + WALKER}
+    cells = {column.key: "-" for column in UPDATER + WALKER + OVERLAP}
     cells.update(strategy=name, safety=leg["status"].upper())
     if not part:
         return cells
@@ -404,6 +432,10 @@ def format_terminal(result: dict, width=None) -> str:
     parts = _wrapped(describe_setup(result) + repeat_lines(result), width)
     for title, columns in (_compact_tables(result) if compact else full):
         parts += [""] + _fitted(title, columns, rows, op, compact, width)
+    found = _overlap_rows(rows)
+    if found:
+        parts += [""] + _fitted(OVERLAP_TITLE, OVERLAP, found, op, compact, width)
+        parts += [""] + _wrapped([OVERLAP_NOTE], width)
     if compact and any(row["added"].startswith(UNRESOLVED) for row in rows):
         parts += _wrapped([f"{UNRESOLVED}: the added median is within the histogram's "
                            f"resolution, not told apart from ipi's"], width)
@@ -412,6 +444,14 @@ def format_terminal(result: dict, width=None) -> str:
         if lines:
             parts += [""] + ([heading] if heading else []) + _wrapped(lines, width)
     return "\n".join(parts)
+
+
+#: Under the overlap table: what its columns are.
+OVERLAP_NOTE = ("found a walker: the share of its checks that found a walk in progress and IPIed; "
+                "model: the share the overlap model predicts from the walk starts per second "
+                "outside IPI rounds and the measured gaps between checks; kernel's: the model "
+                "at the kernel's own time per check, 154 ns (v5.8: 39 ms for 253,952 THPs), "
+                "the same walks (README, 'How often count and percpu must IPI')")
 
 
 def format_markdown(result: dict) -> str:
@@ -433,6 +473,10 @@ def format_markdown(result: dict) -> str:
               "and clears its IRQ flag; `share of a walk` is the added median time over ipi's "
               "median IRQ-off window.", "",
               _render(walker, rows, op, False, "pipe")]
+    found = _overlap_rows(rows)
+    if found:
+        parts += ["", f"## {OVERLAP_TITLE}", "", _render(OVERLAP, found, op, False, "pipe"), "",
+                  OVERLAP_NOTE + "."]
     if notes:
         parts += ["", "A figure marked `?` is not to be trusted:", ""]
         parts += [f"- {n}" for n in notes]

@@ -4,6 +4,7 @@ warnings), the walker side against ipi's, and the exit status."""
 import copy
 import statistics
 
+from lpw_mp.results.overlap import DISAGREE_FACTOR, overlap
 from lpw_mp.results.repeats import figure_values, intervals
 from lpw_mp.results.stats import MIN_SAMPLES, P99_SAMPLES
 from lpw_mp.units import format_duration
@@ -30,7 +31,7 @@ def safety_verdict(leg: dict) -> str:
 
 #: The figures of a leg a warning can qualify, by the keys the tables use for them.
 FIGURES = ("time", "ipi_p50", "ipi_p99", "walks", "walks_per_s", "walker_p50", "walker_p99",
-           "safety", "strategy")
+           "found", "safety", "strategy")
 
 
 def flagged_warnings(leg: dict, host: dict, config: dict) -> list:
@@ -76,6 +77,13 @@ def flagged_warnings(leg: dict, host: dict, config: dict) -> list:
     if leg["pool_exhausted"]:
         out.append((f"{leg['pool_exhausted']} splits skipped: the PTE page pool ran out",
                     ("time",)))
+    found = leg.get("overlap")
+    if found and found["disagrees"]:
+        out.append((f"found a walker in {found['observed']:.2%} of its checks, where the "
+                    f"overlap model predicts {found['predicted']:.2%} (more than "
+                    f"{DISAGREE_FACTOR:g}x apart): the host's scheduling, not only the walk "
+                    f"rate, decided how often it IPIed (README, 'How often count and percpu "
+                    f"must IPI')", ("found",)))
     if safety_verdict(leg) == "not caught":
         out.append(("the unsafe control was not caught: the workload did not hit the race "
                     "(see README, 'Catching the race')", ("safety",)))
@@ -106,6 +114,7 @@ def annotate(result: dict) -> dict:
     base = next((leg for leg in legs_ok if leg["strategy"] == "ipi"), None)
     for leg in legs_ok:
         leg["safety"] = safety_verdict(leg)
+        leg["overlap"] = overlap(leg, result["config"])
         flagged = flagged_warnings(leg, result["host"], result["config"])
         leg["warnings"] = [text for text, _ in flagged]
         leg["warning_figures"] = [list(figures) for _, figures in flagged]
