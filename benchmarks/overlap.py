@@ -14,7 +14,12 @@ point runs under two placements of the processes on the host's cores:
   (set through the affinity a forked process inherits; nothing else changes).
 
     python benchmarks/overlap.py [--rates 250 500 1000 2000] [--trials 3]
-                                 [--placements host pinned]
+                                 [--placements host pinned] [--aa-repeat 5]
+
+Then an **A/A test** of ``--repeat``: the same configuration (8 CPUs, 8G, ipi, count and
+percpu, a walker phase) run twice with ``--repeat 5`` through the command line, and
+``compare A B --json`` for every figure; every verdict should be "not significant", since
+nothing differs but the host's noise. ``--aa-repeat 0`` skips it.
 
 Target: observed within +-35% of predicted for count at 8 CPUs and 1000 walks/s on a large
 region. Measured on a 2-core host (README, "How often count and percpu must IPI"): met when
@@ -50,8 +55,10 @@ window.
 import argparse
 import datetime
 import os
+import json
 import statistics
 import subprocess
+import sys
 import tempfile
 
 from tabulate import tabulate
@@ -61,6 +68,7 @@ from lpw_mp.harness import runner
 from lpw_mp.harness.config import Config
 from lpw_mp.harness.progress import Progress
 from lpw_mp.results.overlap import overlap
+from lpw_mp.results.repeats import FIGURES, PAIRED
 from lpw_mp.units import format_duration, format_size, parse_duration, parse_size
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -80,18 +88,6 @@ def version() -> str:
 
 def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _leg_result(cfg, name, outcome, violations):
-    """``runner.leg_result``, with the updater's ``walks_in_rounds`` carried into the leg, as
-    ``overlap`` reads it. Legs do not carry it yet (runner.py copies the figures it reports);
-    remove this once they do."""
-    leg = _product_leg_result(cfg, name, outcome, violations)
-    leg.setdefault("walks_in_rounds", outcome["stats"].get("walks_in_rounds"))
-    return leg
-
-
-_product_leg_result, runner.leg_result = runner.leg_result, _leg_result
 
 
 class Pinning(Progress):
@@ -205,6 +201,8 @@ def main(argv=None) -> int:
                                                          in PLACEMENTS.items()))
     p.add_argument("--trials", type=int, default=1, help="runs of every point")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--aa-repeat", type=int, default=5,
+                   help="--repeat of the A/A test's two runs (0: no A/A test)")
     args = p.parse_args(argv)
     if args.trials < 1:
         p.error("--trials must be at least 1")
@@ -226,8 +224,43 @@ def main(argv=None) -> int:
             verdict = "met" if abs(ratio - 1) <= TARGET_TOLERANCE else "NOT met"
             print(f"target ({TARGET_STRATEGY}, 8 CPUs, {TARGET_RATE:,.0f} walks/s: observed "
                   f"within +-{TARGET_TOLERANCE:.0%} of predicted): {ratio:.2f}, {verdict}")
+    if args.aa_repeat:
+        print(f"\nA/A: the same configuration twice, --repeat {args.aa_repeat}, and compare "
+              f"of every figure (Welch's t-test on log samples, alpha 0.05)")
+        print(aa_test(args.aa_repeat))
     print(f"\nload average {load()} at the end")
     return 0
+
+
+#: The A/A test's configuration: every figure compare can judge, at a size that takes seconds.
+AA_RUN = ["--cpus", "8", "--memory", "8G", "--strategy", "ipi,count,percpu",
+          "--walker-time", "0.5"]
+
+
+def aa_test(repeat: int) -> str:
+    """Two runs of ``AA_RUN`` with ``--repeat repeat``, one after the other, then ``compare``
+    of every figure; a table of the verdicts per strategy and figure."""
+    cli = [sys.executable, "-m", "lpw_mp"]
+    with tempfile.TemporaryDirectory(prefix="lpw-aa-") as runs_dir:
+        folders = [subprocess.run([*cli, "run", *AA_RUN, "--repeat", str(repeat), "--runs-dir",
+                                   runs_dir, "--quiet"], check=True, capture_output=True,
+                                  text=True).stdout.strip() for _ in "AB"]
+        rows, tally = [], {}
+        for key in (*FIGURES, *PAIRED):
+            document = json.loads(subprocess.run(
+                [*cli, "compare", *folders, "--metric", key, "--json"], check=True,
+                capture_output=True, text=True).stdout)
+            for entry in document["strategies"]:
+                b = entry["runs"][1]
+                if b["verdict"] is None:
+                    continue
+                tally[b["verdict"]] = tally.get(b["verdict"], 0) + 1
+                rows.append([key, entry["strategy"], f"{b['ratio']:.3f}x",
+                             f"{b['p_value']:.3f}" if b["p_value"] is not None else "-",
+                             b["verdict"]])
+    summary = ", ".join(f"{count} {verdict}" for verdict, count in sorted(tally.items()))
+    return (tabulate(rows, ["figure", "strategy", "B/A", "p", "verdict"],
+                     disable_numparse=True) + f"\n{len(rows)} comparisons: {summary}")
 
 
 if __name__ == "__main__":
