@@ -39,6 +39,12 @@ up to x 1.38. The emulator's rounds (tens of us to ms) outlast a 20 us window as
 kernel's were shorter than ``w``, ``q`` would be smaller (it is an upper bound), which moves the
 kernel's ``p`` by less than that factor.
 
+When the leg carries the gaps themselves (``check_gap_histogram``: the updater of ``count``
+and ``percpu`` keeps every one, from the start of a check to the start of the next, less IPI
+rounds), ``a`` is ``1 - exp(-λ min(X, w))`` averaged over them (``hit_share_of_gaps``) rather
+than the exponential of their mean: on a shared host a few gaps are milliseconds long (the
+updater descheduled), which makes the mean large but meets at most ``w`` of walks each.
+
 ``c`` and ``λ`` are measured from a leg (``overlap``):
 
 - checks: ``serialisations + skipped`` counts every serialising step, and a munmap of a slot
