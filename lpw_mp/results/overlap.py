@@ -67,7 +67,7 @@ updater descheduled), which makes the mean large but meets at most ``w`` of walk
 
 The kernel's ``c`` is 154 ns per THP (``KERNEL_OWN_TIME_S``); the emulator's is 4-9 us
 (benchmarks/overlap.py on a 2-core host), so at the same ``λ`` and ``w`` the model has the
-emulator's ``count`` and ``percpu`` IPI 25-40 times as often as the kernel's would.
+emulator's ``count`` and ``percpu`` IPI 20-45 times as often as the kernel's would.
 ``kernel_predicted`` says by how much for each leg.
 """
 
