@@ -8,7 +8,8 @@ import pytest
 
 from lpw_mp.commands.cli import main
 from lpw_mp.commands.shell import config_from_args
-from lpw_mp.commands.reproduce import PUBLISHED, build_parser, compare_rows
+from lpw_mp.commands.reproduce import (PUBLISHED, build_parser, compare_rows,
+                                      hardware_differences)
 from lpw_mp.results.schemas import first_error
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import RESULT
@@ -74,6 +75,21 @@ def test_tiny_reproduce_prints_and_writes_the_comparison(tmp_path, capsys):
     assert "2 simulated CPUs are 2 Python processes" in out
     md = (folder / "reproduce.md").read_text()
     assert "| strategy" in md and "What differs" in md and "82,150 ms" in md
+
+
+def test_the_hardware_differences_say_how_often_count_ipis_against_the_kernel():
+    """With count's overlap figures (annotate adds them), reproduce says how often it found a
+    walker, what the model predicts, what it would be at the kernel's 154 ns per check, and
+    how many times as often as the kernel the emulator's count IPIs."""
+    result = RESULT.load(str(pathlib.Path(__file__).parent / "data" / "result-v1.json"))
+    legs = {leg["strategy"]: leg for leg in result["legs"]}
+    legs["count"]["overlap"] = {"observed": 0.02, "predicted": 0.025, "own_time_s": 5e-6,
+                                "kernel_predicted": 0.001}
+    lines = hardware_differences(result)
+    assert ("How often `count` found a walker: in 2.00% of its checks (the overlap model "
+            "predicts 2.50% from the walk starts and the 5 us the updater spends per check); "
+            "at the kernel's 154 ns per check the model gives 0.10%, so here it IPIs about 20 "
+            "times as often as the kernel would at the same walker activity.") in lines
 
 
 @pytest.mark.parametrize("asked", [["count"], ["none"], ["v5.8", "count"], list(STRATEGIES)])

@@ -205,6 +205,16 @@ def hardware_differences(result: dict) -> list:
         + "".join(f"; `{name}` sent one for {legs[name]['serialisations']:,} of "
                   f"{c['npmds']:,} THPs" for name in ("count", "percpu") if name in legs)
         + ".")
+    for name in ("count", "percpu"):
+        found = (legs.get(name) or {}).get("overlap")
+        if found and found["observed"] and found["kernel_predicted"]:
+            out.append(
+                f"How often `{name}` found a walker: in {found['observed']:.2%} of its checks "
+                f"(the overlap model predicts {found['predicted']:.2%} from the walk starts and "
+                f"the {format_duration(found['own_time_s'])} the updater spends per check); at "
+                f"the kernel's 154 ns per check the model gives {found['kernel_predicted']:.2%}, "
+                f"so here it IPIs about {found['observed'] / found['kernel_predicted']:.0f} "
+                f"times as often as the kernel would at the same walker activity.")
     out.append(
         "The two published \"before\" figures (275 s and 82,150 ms) were measured for this "
         "scenario on different kernels and machines: they differ 3.3x, so compare speedups "
