@@ -139,6 +139,7 @@ def test_repeats_run_interleaved_and_the_tables_show_medians_with_intervals(cfg)
         assert leg["wall_s"] == statistics.median(walls)
         assert leg["intervals"]["time"]["low"] == min(walls)
         assert leg["intervals"]["time"]["confidence"] == 0.75
+    assert not set(result["legs"][0]["intervals"]) & {"vs_ipi", "walker_vs_ipi", "p99_vs_ipi"}
     count = result["legs"][1]
     speedups = [i["wall_s"] / c["wall_s"] for i, c in zip(result["legs"][0]["samples"],
                                                          count["samples"])]

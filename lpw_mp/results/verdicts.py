@@ -120,7 +120,8 @@ def annotate(result: dict) -> dict:
         leg["warning_figures"] = [list(figures) for _, figures in flagged]
         leg["walker_vs_ipi"] = rel = compare_to_ipi(leg.get("walker_side"),
                                                     base.get("walker_side") if base else None)
-        leg["intervals"] = intervals(leg, base)
+        # ipi against itself is 1 in every round: no interval to give.
+        leg["intervals"] = intervals(leg, base if leg is not base else None)
         if base is None:
             continue
         speedups = figure_values(leg, "vs_ipi", base)
