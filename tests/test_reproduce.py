@@ -153,7 +153,7 @@ def test_bad_reproduce_input_is_one_line_and_writes_nothing(tmp_path, capsys, no
 
 def test_the_committed_reference_is_the_full_seed_scenario():
     """runs/reference holds one complete reproduce run of the full seed scenario: 128 CPUs,
-    496G, every strategy finished, one IPI round per THP under ipi, no violation under a safe
+    496G, every strategy finished three times, one IPI round per THP under ipi, no violation under a safe
     strategy, the host recorded, and reproduce.md beside the published figures. It reads
     as a result of this version (an older one is upgraded by RESULT.load)."""
     (path,) = list(REFERENCE.glob("*/result.json"))
@@ -161,6 +161,10 @@ def test_the_committed_reference_is_the_full_seed_scenario():
     assert result["format"] == "lpw_mp-result" and result["format_version"] == RESULT.version
     assert result["status"] == "complete"
     c = result["config"]
+    # Three repeats, interleaved, each figure with its interval.
+    assert c["repeat"] == 3
+    assert all(leg["repeats"] == 3 and leg["intervals"]["time"]["n"] == 3
+               for leg in result["legs"])
     assert (c["cpus"], c["memory"], c["thp_size"], c["op"]) == (128, 496 << 30, 2 << 20,
                                                                  "munmap")
     assert c["npmds"] == SEED_THPS
