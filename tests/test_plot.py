@@ -255,6 +255,18 @@ def test_metric_walker_p50_draws_the_walker_side(sweep, tmp_path, capsys):
     assert fig._suptitle.get_text().startswith("begin+end p50 vs memory")
 
 
+def test_another_metric_goes_beside_the_sweeps_own_figure(sweep, capsys):
+    """plot --metric walker-p50 (either spelling) of a sweep of the operation time writes
+    sweep-walker_p50.png beside sweep.png and leaves sweep.png as it was."""
+    own = (sweep / "sweep.png").read_bytes()
+    assert main(["plot", str(sweep), "--metric", "walker-p50"]) == 0
+    png = sweep / "sweep-walker_p50.png"
+    assert capsys.readouterr().out == f"{png}\n"
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    assert (sweep / "sweep.png").read_bytes() == own
+    png.unlink()
+
+
 def test_a_ratio_to_ipi_draws_ipi_as_the_baseline(sweep):
     """--metric vs_ipi draws count's speedup over ipi, and ipi as the line at 1 rather than
     as a strategy of its own."""

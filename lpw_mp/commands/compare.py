@@ -25,8 +25,8 @@ from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
 from lpw_mp.results import significance
 from lpw_mp.results.formats import RESULT
-from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_values, format_figure,
-                                    interval_text)
+from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_key, figure_values,
+                                    format_figure, interval_text)
 from lpw_mp.results.stats import median_interval
 from lpw_mp.units import format_value
 
@@ -47,7 +47,7 @@ SUGGESTED_REPEAT = 5
 
 def metric_key(text: str) -> str:
     """The ``repeats`` key of a --metric value (``per-op`` and ``per_op`` are ``per_op``)."""
-    key = text.strip().lower().replace("-", "_")
+    key = figure_key(text)
     if key not in FIGURES and key not in PAIRED:
         raise argparse.ArgumentTypeError(f"{text!r} is not a figure (choose from "
                                          f"{', '.join(METRICS)})")

@@ -13,6 +13,7 @@ import os
 from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.results import plot
 from lpw_mp.results.formats import SWEEP
+from lpw_mp.results.repeats import figure_key
 from lpw_mp.results.sweeps import (WALKER_SIDE, has_values, metric_problem, metrics_of, problem,
                                    strategies_of)
 
@@ -29,10 +30,11 @@ def build_parser() -> Parser:
     p.add_argument("sweep", metavar="SWEEP",
                    help="a sweep folder, its sweep.json, or a sweep id under --runs-dir")
     p.add_argument("-o", "--output", metavar="FILE",
-                   help="write the PNG to FILE (default: sweep.png in the sweep's folder)")
+                   help="write the PNG to FILE (default: in the sweep's folder, sweep.png, or "
+                        "sweep-FIGURE.png for a --metric other than the sweep's own)")
     p.add_argument("--runs-dir", default="runs", metavar="DIR",
                    help="where sweep ids are looked up (default runs)")
-    p.add_argument("--metric", metavar="FIGURE",
+    p.add_argument("--metric", type=figure_key, metavar="FIGURE",
                    help="the figure to draw: " + ", ".join(metrics_of(["ipi"]))
                         + " (the last three, ratios to ipi, need ipi in the sweep; default: "
                           "the sweep's own, time unless it ran with --metric)")
@@ -71,7 +73,9 @@ def main(argv) -> int:
                          + (" (it ran with --walker-time 0)"
                             if metric in WALKER_SIDE and not sweep["config"]["walker_time"]
                             else ""))
-    out = args.output or os.path.join(os.path.dirname(path), "sweep.png")
+    # Another figure than the sweep's own goes beside its sweep.png, not over it.
+    name = "sweep.png" if metric == sweep["metric"] else f"sweep-{metric}.png"
+    out = args.output or os.path.join(os.path.dirname(path), name)
     try:
         drawn = draw(sweep, out, metric)
     except OSError as exc:

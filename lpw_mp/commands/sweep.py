@@ -35,6 +35,7 @@ from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results import plot
 from lpw_mp.results.folders import write_sweep
 from lpw_mp.results.formats import SWEEP
+from lpw_mp.results.repeats import figure_key
 from lpw_mp.results.sweeps import (NUMERIC, PARAMETERS, WALKER_SIDE, fit_sweep, format_terminal,
                                    metric_problem, metrics_of, point_label)
 from lpw_mp.results.verdicts import annotate, exit_status
@@ -130,7 +131,7 @@ def build_parser() -> Parser:
                         f"values each (a range counts its doublings), and at most {MAX_POINTS} "
                         "points in all (the product of the counts). Names: "
                         + ", ".join(n.replace("_", "-") for n in PARAMETERS))
-    p.add_argument("--metric", default="time", metavar="FIGURE",
+    p.add_argument("--metric", type=figure_key, default="time", metavar="FIGURE",
                    help="the figure the table, the fits and the plot show: "
                         + ", ".join(metrics_of(["ipi"]))
                         + " (the last three, ratios to ipi, need ipi among the strategies; "

@@ -87,6 +87,12 @@ def figure_values(leg: dict, key: str, base: dict = None) -> list:
     return [v for v in values if v is not None]
 
 
+def figure_key(text: str) -> str:
+    """A figure's key as a user may type it: ``per-op``, ``Per_Op`` and ``per_op`` are
+    ``per_op`` (whether it names a figure is the caller's to say)."""
+    return text.strip().lower().replace("-", "_")
+
+
 def figure(key: str) -> Figure:
     return (FIGURES.get(key) or PAIRED[key])[0]
 
