@@ -25,8 +25,8 @@ from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.harness.config import Config
 from lpw_mp.results import significance
 from lpw_mp.results.formats import RESULT
-from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_key, figure_values,
-                                    format_figure, interval_text)
+from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_key, figure_text,
+                                    figure_values)
 from lpw_mp.results.stats import median_interval
 from lpw_mp.units import format_value
 
@@ -230,10 +230,7 @@ def _value_text(cell: dict, unit: str) -> str:
     shows its status in capitals, a run without the leg ``-``."""
     if cell["value"] is None:
         return cell["status"].upper() if cell["status"] not in ("ok", "missing") else "-"
-    text = format_figure(unit, cell["value"])
-    if cell["interval"]:
-        text += interval_text(cell["interval"], lambda v: format_figure(unit, v))
-    return text
+    return figure_text(unit, cell["value"], cell["interval"])
 
 
 def compare_table(document: dict, fmt: str = "simple") -> str:

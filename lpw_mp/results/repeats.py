@@ -14,7 +14,7 @@ import re
 import statistics
 from dataclasses import dataclass
 
-from lpw_mp.results.stats import median_interval
+from lpw_mp.results.stats import CONFIDENCE, median_interval
 from lpw_mp.units import format_duration
 
 
@@ -113,6 +113,25 @@ def format_figure(unit: str, value) -> str:
 #: A figure's text ends in one of these units; an interval's low end drops it when the high
 #: end has the same one (``2.05-2.31 s``).
 _UNIT = re.compile(r"^(.*?)( ns| us| ms| s|x)$")
+
+
+def interval_meaning(n: int, confidence=None) -> str:
+    """What ``(low-high)`` means, in the words of the run and sweep reports: for intervals of
+    ``n`` samples whose (lowest) ``confidence`` is given, how sure they are."""
+    text = "(low-high) is the interval of the median from the order statistics"
+    if confidence is None:
+        return text
+    if confidence < CONFIDENCE:
+        return (f"{text}: with {n} samples that is their range, which holds the median with "
+                f"{confidence:.1%} confidence (6 repeats give 95%)")
+    return f"{text}, at {confidence:.1%} confidence or more"
+
+
+def figure_text(unit: str, value, interval=None) -> str:
+    """``4.26 ms (4.1-4.39 ms)``: a value of a figure of ``unit`` and, if there is one, its
+    interval."""
+    show = lambda v: format_figure(unit, v)  # noqa: E731
+    return show(value) + (interval_text(interval, show) if interval else "")
 
 
 def interval_text(interval, show) -> str:

@@ -8,8 +8,8 @@ import statistics
 from tabulate import tabulate
 
 from lpw_mp.results.fit import CONFIDENCE, format_exponent, power_law
-from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_values, format_figure,
-                                    interval_text)
+from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_text, figure_values,
+                                    format_figure, interval_meaning)
 from lpw_mp.results.stats import median_interval
 from lpw_mp.results.tables import MARK
 from lpw_mp.units import format_value
@@ -176,11 +176,6 @@ def shown(metric: str):
     return lambda v: format_figure(unit, v)
 
 
-def with_interval(median: float, interval, show) -> str:
-    """``1.05 ms (0.9-1.2 ms)``: the median and, if there is one, its interval."""
-    return show(median) + (interval_text(interval, show) if interval else "")
-
-
 def _cell(point: dict, strategy: str, metric: str) -> str:
     leg = next((leg for leg in point["legs"] if leg["strategy"] == strategy), None)
     if leg is None:
@@ -190,8 +185,8 @@ def _cell(point: dict, strategy: str, metric: str) -> str:
     if metric in PAIRED and strategy == "ipi":
         return "baseline"
     values = values_at(point, strategy, metric)
-    text = (with_interval(statistics.median(values), median_interval(values), shown(metric))
-            if values else "-")
+    text = (figure_text(figure(metric).unit, statistics.median(values),
+                        median_interval(values)) if values else "-")
     if values and warnings_about(point, strategy, metric):
         text += MARK
     return text + " VIOLATED" if leg.get("safety") == "VIOLATED" else text
@@ -240,12 +235,8 @@ def repeats_line(sweep: dict) -> str:
         return ("one sample per point and strategy: no intervals (--repeat 6 gives 95% "
                 "intervals of the medians)")
     level = median_interval(range(n))["confidence"]
-    line = (f"each figure the median of {n} repeats, run interleaved; (low-high) is the "
-            f"interval of the median from the order statistics")
-    if level < 0.95:
-        return line + (f": with {n} samples that is their range, which holds the median with "
-                       f"{level:.1%} confidence (6 repeats give 95%)")
-    return line + f", at {level:.1%} confidence or more"
+    return (f"each figure the median of {n} repeats, run interleaved; "
+            f"{interval_meaning(n, level)}")
 
 
 def describe(sweep: dict) -> list:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from tabulate import tabulate
 
-from lpw_mp.results.repeats import figure, format_figure, interval_text
+from lpw_mp.results.repeats import figure, format_figure, interval_meaning, interval_text
 from lpw_mp.results.verdicts import annotated, compare_to_ipi
 from lpw_mp.units import format_duration
 
@@ -347,13 +347,8 @@ def repeat_lines(result: dict) -> list:
             else f"medians of the repeats that finished ({n} to {max(done, default=n)} of "
                  f"{asked})")
     line = (f"{what}, run interleaved (every strategy once per round, each on a fresh "
-            f"machine); (low-high) is the interval of the median from the order statistics")
-    if level is not None and level < 0.95:
-        line += (f": with {n} samples that is their range, which holds the median with "
-                 f"{level:.1%} confidence (6 repeats give 95%)")
-    elif level is not None:
-        line += f", at {level:.1%} confidence or more"
-    line += "; ratios to ipi are medians of the per-round ratios"
+            f"machine); {interval_meaning(n, level)}; ratios to ipi are medians of the "
+            f"per-round ratios")
     return [line]
 
 
