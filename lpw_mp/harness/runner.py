@@ -16,7 +16,7 @@ from lpw_mp.kernel.cpu import hist_bucket
 from lpw_mp.kernel.machine import HIST_BUCKETS, HIST_STEPS
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import RESULT
-from lpw_mp.results.repeats import combine
+from lpw_mp.results.repeats import combine, sample_of
 from lpw_mp.results.stats import log_histogram, summarize
 
 
@@ -164,14 +164,6 @@ def _leg_stub(name: str, status: str, error=None) -> dict:
     return leg
 
 
-#: The keys of a leg that name it; a sample is a leg's row without them.
-IDENTITY = ("strategy", "safe", "kernel", "status")
-
-
-def _sample(row: dict, repeat: int) -> dict:
-    return {"repeat": repeat, **{k: v for k, v in row.items() if k not in IDENTITY}}
-
-
 def _combined_leg(name: str, samples: list, asked: int) -> dict:
     """The leg of ``name`` over its finished ``samples`` (``repeats.combine``)."""
     return {**_leg_stub(name, "ok"), **combine(samples), "repeats": len(samples),
@@ -207,7 +199,7 @@ def run(cfg, argv=None, progress=None) -> dict:
                     current = Leg(cfg, name, progress)
                     progress.leg(index, name)
                     try:
-                        samples[name].append(_sample(current.run(), repeat))
+                        samples[name].append(sample_of(current.run(), repeat))
                         current = None   # finished: an interrupt now cuts no leg short
                     except (EmulatorError, OSError, MemoryError) as exc:
                         # OSError, MemoryError: the host refused memory or a process; the

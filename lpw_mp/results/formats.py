@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 
 from lpw_mp.results import schemas
+from lpw_mp.results.repeats import sample_of
 
 
 class FormatError(ValueError):
@@ -82,19 +83,13 @@ class Format:
         return self.upgrade(document)
 
 
-#: What a leg has that its samples do not: who it is, and the verdicts on its figures.
-_NOT_SAMPLED = ("strategy", "safe", "kernel", "status", "safety", "warnings", "warning_figures",
-                "walker_vs_ipi", "speedup_vs_ipi")
-
-
 def _legs_v1_to_v2(config: dict, legs: list) -> None:
     """Legs of a run of version 1, which ran every strategy once: each ok leg becomes its own
     one sample (round 1), and the configuration says ``repeat`` 1. In place."""
     config["repeat"] = 1
     for leg in legs:
         if leg.get("status") == "ok":
-            sample = {k: v for k, v in leg.items() if k not in _NOT_SAMPLED}
-            leg.update(repeats=1, repeats_asked=1, samples=[{"repeat": 1, **sample}])
+            leg.update(repeats=1, repeats_asked=1, samples=[sample_of(leg, 1)])
 
 
 def _result_v1_to_v2(document: dict) -> None:
@@ -112,6 +107,7 @@ RESULT = Format(
                  "samples and intervals (median, low, high, n, confidence) per figure; "
                  "version 1 results are read as one-sample legs")),
     upgrades={1: _result_v1_to_v2})
+
 
 def _sweep_v1_to_v2(document: dict) -> None:
     """A version 1 sweep ran every point once: its points' legs become one-sample legs, as a

@@ -66,6 +66,17 @@ PAIRED = {
 }
 
 
+#: What a leg has that its samples do not: who it is, and the verdicts ``annotate`` adds.
+NOT_SAMPLED = ("strategy", "safe", "kernel", "status", "safety", "warnings", "warning_figures",
+               "walker_vs_ipi", "speedup_vs_ipi", "overlap", "intervals")
+
+
+def sample_of(row: dict, repeat: int) -> dict:
+    """A leg's row (``runner.leg_result``, or a version 1 leg) as the sample of round
+    ``repeat``."""
+    return {"repeat": repeat, **{k: v for k, v in row.items() if k not in NOT_SAMPLED}}
+
+
 def samples_of(leg: dict) -> list:
     """The leg's samples; a leg without them (a version 1 result) is its own one sample."""
     return leg.get("samples") or [leg]
