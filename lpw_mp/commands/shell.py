@@ -14,6 +14,7 @@ from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
+from lpw_mp.kernel.memory_model import MODELS
 from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
 from lpw_mp.results.formats import FORMATS, Format, FormatError
 # parse_int and parse_float are imported from here by the subcommands.
@@ -102,6 +103,11 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="run every strategy this many times, interleaved (ABCABC), each on a "
                         "fresh machine; the tables show medians with intervals "
                         f"(default {d.repeat}; 1 to {MAX_REPEAT})")
+    p.add_argument("--memory-model", choices=MODELS, default=d.memory_model,
+                   help="how the strategies' shared-memory accesses are ordered: sc (in "
+                        "program order), tso (x86: stores wait in a store buffer), weak "
+                        "(POWER: stores and loads reorder unless a barrier forbids it); "
+                        "default sc, the one measured")
     p.add_argument("--seed", type=_typed(parse_int, "seed"), default=d.seed,
                    help="seed of the page-table layout and the walk addresses")
     p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from lpw_mp.kernel.coordinator import Updater
 from lpw_mp.kernel.cpu import SimulatedCPU
 from lpw_mp.kernel.machine import Aborted, WaitTimeout, count_resumes
+from lpw_mp.kernel.memory_model import Setting
 
 PR_SET_NAME = 15
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -58,6 +59,8 @@ class CPUArgs:
     seed: int
     hooks: tuple = ()
     walker: str = ""
+    #: The memory model every process of the machine runs (``memory_model.Setting``).
+    memory: object = Setting()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +78,9 @@ class CoordinatorArgs:
     mixed_ops: int
     seed: int
     batch_fail_rate: float = 0.0
+    memory: object = Setting()
+    #: ``check``'s schedules (``harness.checking.Script``), run instead of ``op``.
+    script: object = None
 
 
 def cpu_main(parent_pid: int, args: CPUArgs) -> None:
@@ -82,7 +88,9 @@ def cpu_main(parent_pid: int, args: CPUArgs) -> None:
     become_child(parent_pid)
     # The loop makes no reference cycles; a collection would only dirty copy-on-write pages.
     gc.disable()
-    SimulatedCPU(**vars(args)).run()
+    fields = dict(vars(args))
+    fields.pop("memory").install(cpu=args.cpu, seed=args.seed)
+    SimulatedCPU(**fields).run()
 
 
 def send_result(conn, outcome: dict) -> None:
@@ -98,13 +106,18 @@ def send_result(conn, outcome: dict) -> None:
 def coordinator_main(parent_pid: int, args: CoordinatorArgs) -> None:
     """Entry point of the coordinator process: waits for ``go``, runs, sends its result."""
     become_child(parent_pid)
+    on_step = args.script.on_step if args.script is not None else None
+    args.memory.install(seed=args.seed, on_step=on_step)
     up = Updater(args.machine, args.table, args.strategy, args.timeout, args.progress,
                  args.batch_fail_rate, args.seed)
     args.go.acquire()
     conn = args.conn
     try:
-        stats = up.run(args.op, args.slots, args.mixed_ops, args.seed)
-        outcome = {"status": "ok", "stats": asdict(stats)}
+        if args.script is not None:
+            outcome = {"status": "ok", "script": args.script.run(up)}
+        else:
+            stats = up.run(args.op, args.slots, args.mixed_ops, args.seed)
+            outcome = {"status": "ok", "stats": asdict(stats)}
     except (WaitTimeout, Aborted) as exc:
         up.stats.wall_s = 0.0
         outcome = {"status": "error", "error": str(exc), "stats": asdict(up.stats),

@@ -9,6 +9,7 @@ from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
+from lpw_mp.kernel.memory_model import MODELS
 from lpw_mp.kernel.strategies import STRATEGIES, canonical
 from lpw_mp.units import format_duration, format_size
 
@@ -63,6 +64,8 @@ class Config:
     walker_time: float = 1.0
     #: Times every strategy is run, interleaved (ABCABC), for medians and intervals.
     repeat: int = 1
+    #: How the strategies' shared-memory accesses are ordered (``kernel.memory_model``).
+    memory_model: str = "sc"
     seed: int = 1
     ipi_timeout: float = 10.0
     start_method: str = "fork"
@@ -155,6 +158,9 @@ class Config:
                               f"{MAX_IPI_TIMEOUT / 3600:g} h: a run that stalls would wait that "
                               f"long before saying so")
         _whole(self.repeat, "--repeat", 1, MAX_REPEAT)
+        if self.memory_model not in MODELS:
+            raise ConfigError(f"unknown --memory-model {self.memory_model!r} "
+                              f"(choose from {', '.join(MODELS)})")
         _whole(self.seed, "--seed", 0, MAX_SEED)
         if self.start_method not in START_METHODS:
             raise ConfigError(f"unknown --start-method {self.start_method!r}")

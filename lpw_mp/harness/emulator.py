@@ -29,6 +29,7 @@ from lpw_mp.kernel.checker import SafetyChecker
 from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_SERIALIZING,
                                        PHASE_UNLINKED, new_progress)
 from lpw_mp.kernel.hooks import LockHook, WalkHook
+from lpw_mp.kernel.memory_model import Setting
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RCU, DOING_RUN,
                                    DOING_START, HIST_BUCKETS, Deadline, Machine, count_resumes)
 from lpw_mp.kernel.pagetable import PageTable
@@ -88,9 +89,15 @@ def describe_exit(code) -> str:
 class Emulator:
     """Shared state and processes of one run of one strategy. Use as a context manager."""
 
-    def __init__(self, cfg, strategy: str, hooks=(), ctx=None, on_cpu_started=None):
+    def __init__(self, cfg, strategy, hooks=(), ctx=None, on_cpu_started=None, memory=None):
         self.cfg = cfg
-        strategy = self.strategy_name = canonical(strategy)
+        #: How every process runs memory accesses: ``--memory-model``, or ``check``'s setting.
+        self.memory = memory or Setting(cfg.memory_model)
+        if isinstance(strategy, type):  # a class (check, tests), not a name
+            cls = strategy
+        else:
+            cls = STRATEGIES[canonical(strategy)]
+        self.strategy_name = cls.name
         self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
         count_resumes()  # the parent's watchdogs, too, do not count a stop of the whole job
         # Started before the first semaphore, so that none is ever left unwatched.
@@ -99,7 +106,7 @@ class Emulator:
         self.table.populate(cfg.effective_pte_fraction(), cfg.seed)
         active = [cpu < cfg.active_cpus for cpu in range(cfg.cpus)]
         self.machine = Machine(self.ctx, cfg.cpus, cfg.cpumask, active)
-        self.strategy = STRATEGIES[strategy](self.ctx, self.machine)
+        self.strategy = cls(self.ctx, self.machine)
         self.checker = SafetyChecker(self.ctx, self.machine.stop)
         self.hooks = {}
         for hook in hooks:
@@ -150,7 +157,8 @@ class Emulator:
                         cpu=cpu, machine=self.machine, table=self.table,
                         strategy=self.strategy, checker=self.checker,
                         walk_rate=cfg.walk_rate, walk_window=cfg.walk_window, seed=cfg.seed,
-                        hooks=tuple(self.hooks.get(cpu, ())), walker=cfg.walker))
+                        hooks=tuple(self.hooks.get(cpu, ())), walker=cfg.walker,
+                        memory=self.memory))
                 except OSError as exc:  # EAGAIN (process limit), ENOMEM, EMFILE
                     raise EmulatorError(
                         f"could not start simulated CPU {cpu} of {cfg.cpus} under strategy "
@@ -173,8 +181,9 @@ class Emulator:
                         f"{READY_BASE + READY_PER_CPU * self.cfg.cpus:g} s under strategy "
                         f"{self.strategy_name}: {self.describe_cpus(late)}")
 
-    def start_coordinator(self, op=None, slots=None) -> None:
-        """Fork the coordinator and let it start ``op`` (default: the configured one)."""
+    def start_coordinator(self, op=None, slots=None, script=None) -> None:
+        """Fork the coordinator and let it start ``op`` (default: the configured one), or
+        ``check``'s ``script``."""
         cfg = self.cfg
         reader, writer = self.ctx.Pipe(duplex=False)
         self._go = self.ctx.Semaphore(0)
@@ -185,7 +194,7 @@ class Emulator:
                     conn=writer, go=self._go, machine=self.machine, table=self.table,
                     strategy=self.strategy, timeout=cfg.ipi_timeout, progress=self.progress,
                     op=op or cfg.op, slots=slots, mixed_ops=cfg.mixed_ops, seed=cfg.seed,
-                    batch_fail_rate=cfg.batch_fail_rate))
+                    batch_fail_rate=cfg.batch_fail_rate, memory=self.memory, script=script))
             except OSError as exc:
                 reader.close()
                 raise EmulatorError(f"could not start the coordinator under strategy "

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
-from lpw_mp.kernel.machine import NSTATS, ST_WALKS, Aborted
+from lpw_mp.kernel.machine import NSTATS, ST_WALKS, Aborted, WaitTimeout
+from lpw_mp.kernel.memory_model import fence, step
 from lpw_mp.kernel.mmu_gather import MMUGather
 
 OPS = ("munmap", "split", "collapse", "mixed")
@@ -18,6 +19,15 @@ OPS = ("munmap", "split", "collapse", "mixed")
 # Progress array: slot being worked on, its phase, operations done, operations planned.
 P_SLOT, P_PHASE, P_DONE, P_TOTAL = range(4)
 PHASE_IDLE, PHASE_UNLINKED, PHASE_SERIALIZING, PHASE_DESTROYED = range(4)
+
+
+class EventTimeout(WaitTimeout):
+    """A strategy's own wait (``Updater.wait_event``) did not end within the bound."""
+
+    def __init__(self, seconds, what):
+        RuntimeError.__init__(self, f"the strategy's wait for {what} did not end within "
+                                    f"{seconds:g} s")
+        self.cpus, self.seconds = [], seconds
 
 
 def new_progress():
@@ -85,6 +95,8 @@ class Updater:
         an empty mask (the kernel's returns at once too)."""
         if not cpus:
             return
+        step(f"smp_call_function_many(CPUs {', '.join(map(str, cpus[:8]))}"
+             f"{' ...' if len(cpus) > 8 else ''}, wait=1)")
         counting = self.stats.walks_in_rounds is not None
         if counting:
             before = self.walks_started()
@@ -132,9 +144,10 @@ class Updater:
         self.progress[P_SLOT] = slot
         self.progress[P_PHASE] = phase
 
-    def _destroy(self, slot: int, step) -> None:
-        """Run the destructive step ``step`` on ``slot`` now, and count it."""
-        step()
+    def _destroy(self, slot: int, what: str, destroy) -> None:
+        """Run the destructive step ``destroy`` on ``slot`` now, and count it."""
+        step(f"{what} (destructive)")
+        destroy()
         self.stats.destroyed += 1
         self._phase(slot, PHASE_DESTROYED)
 
@@ -143,6 +156,7 @@ class Updater:
     def free_table(self, page: int, deferred: bool = False) -> None:
         """Destructive step: PTE page ``page`` goes back to the allocator (``__tlb_remove_table``
         -> ``pte_free``), now or, ``deferred``, from an RCU callback."""
+        step(f"pte_free(PTE page {page}) (destructive)")
         self.pt.pte_free(page)
         self.stats.destroyed += 1
         if deferred:
@@ -178,11 +192,11 @@ class Updater:
             return
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.zap_huge_pmd)
-        self._destroy(slot, lambda: self.pt.retire_slot(slot))
+        self._destroy(slot, f"free the THP of slot {slot}", lambda: self.pt.retire_slot(slot))
 
     def split(self, slot: int) -> bool:
         """SPLIT: ``pmdp_invalidate``, serialise as the profile does, install the table."""
-        if ptm.pmd_kind(self.pt.pmds[slot]) != ptm.LEAF:
+        if ptm.pmd_kind(self.pt.pmd(slot)) != ptm.LEAF:
             return False
         if not self.pt.free_pages():
             self.stats.pool_exhausted += 1
@@ -195,7 +209,7 @@ class Updater:
         def repurpose():
             self.pt.retire_slot(slot)
             self.pt.set_pmd_table(slot, page)
-        self._destroy(slot, repurpose)
+        self._destroy(slot, f"install PTE page {page} in slot {slot}", repurpose)
         self.stats.ops["split"] += 1
         return True
 
@@ -205,7 +219,7 @@ class Updater:
         bumped) and a huge leaf is installed. The anon path re-deposits the page
         (``pgtable_trans_huge_deposit``) rather than freeing it; here it goes back to the pool,
         which a walker cannot tell apart: either way it is no longer the table it read."""
-        old = self.pt.pmds[slot]
+        old = self.pt.pmd(slot)
         if ptm.pmd_kind(old) != ptm.TABLE:
             return False
         self.pt.pmdp_huge_get_and_clear(slot)
@@ -217,13 +231,14 @@ class Updater:
             self.pt.pte_free(page)
             self.pt.retire_slot(slot)
             self.pt.set_pmd_leaf(slot)
-        self._destroy(slot, free_and_install)
+        self._destroy(slot, f"pte_free(PTE page {page}), install a THP in slot {slot}",
+                      free_and_install)
         self.stats.ops["collapse"] += 1
         return True
 
     def fault(self, slot: int, table: bool) -> bool:
         """A page fault maps an empty slot again (no serialisation: nothing could be held)."""
-        if self.pt.pmds[slot] != 0:
+        if self.pt.pmd(slot) != 0:
             return False
         if table and self.pt.free_pages():
             self.pt.set_pmd_table(slot, self.pt.pte_alloc_one(slot))
@@ -262,8 +277,22 @@ class Updater:
         progress[P_PHASE] = PHASE_SERIALIZING
         self.rcu_barrier()
         self.stats.walkers = self.m.walker_counters(since=walkers_before)
+        fence()  # every store still buffered (--memory-model) is visible to the parent
         self._phase(-1, PHASE_IDLE)
         return self.stats
+
+    def wait_event(self, condition, what: str, timeout: float = None) -> None:
+        """For strategies that wait on something of their own (a flag, a sequence count):
+        block until ``condition()`` is true, polling, bounded by the run's ``--ipi-timeout``
+        (``WaitTimeout`` naming ``what`` when it expires), beating the watchdog and seeing an
+        abort. ``check`` knows the coordinator waits while it is in here."""
+        def poll(block, seconds):
+            if condition():
+                return True
+            time.sleep(min(seconds, 0.001))
+            return condition()
+        bound = self.timeout if timeout is None else timeout
+        self.m.wait_bounded(poll, bound, what, lambda: EventTimeout(bound, what))
 
     def _mixed(self, slots, nops: int, seed: int) -> None:
         """A long-running guest with khugepaged: split leaves, collapse tables, unmap and fault
@@ -273,7 +302,7 @@ class Updater:
         slots = list(slots)
         for _ in range(nops):
             slot = rng.choice(slots)
-            kind = ptm.pmd_kind(self.pt.pmds[slot])
+            kind = ptm.pmd_kind(self.pt.pmd(slot))
             roll = rng.random()
             if kind == ptm.NONE:
                 self.fault(slot, table=roll < 0.5)

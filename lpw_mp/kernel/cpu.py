@@ -11,11 +11,14 @@ import time
 
 from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import pagetable as ptm
-from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_START, FreezeHook,
-                                 WalkHook, freeze_point)
+from lpw_mp.kernel.hooks import (AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COUNTED,
+                                 FREEZE_ACK_LOCKED, FREEZE_START, HOLDING, FreezeHook,
+                                 ScriptedWalker, WalkHook, freeze_point)
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
                                    NSTATS, SLOT_STRIDE, ST_BEGIN_END_NS, ST_HELD, ST_IPIS,
                                    ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
+from lpw_mp.kernel.memory_model import READ_ONCE, full_barrier, note, smp_mb
+from lpw_mp.kernel.strategies.base import Strategy
 
 #: Walker disciplines (``--walker``): what a walker does with the PMD it read.
 #: ``hold``: keep the pointer for the whole window (the checker flags a generation change of
@@ -23,8 +26,8 @@ from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKET
 #: the page it names at once, use the copies (a stale value is fine, a read of a freed
 #: page-table page is not); ``recheck``: read-once, then re-read the PMD (and the PTE) at the
 #: end and drop the result if either changed (gup_fast since 70cbc3cc78a9, v6.0).
-HOLD, READ_ONCE, RECHECK = "hold", "read-once", "recheck"
-WALKERS = (HOLD, READ_ONCE, RECHECK)
+HOLD, READ_ONCE_WALKER, RECHECK = "hold", "read-once", "recheck"
+WALKERS = (HOLD, READ_ONCE_WALKER, RECHECK)
 
 
 def hist_bucket(ns: int) -> int:
@@ -53,7 +56,9 @@ class SimulatedCPU:
         # value (a read-once walker under sync-one, say). Under v5.8 a stale value is fine.
         self._must_recheck = strategy.walker == RECHECK and not self._recheck
         self.rng = random.Random(f"{seed}/cpu{cpu}")
+        self._custom = type(strategy).lockless_walk is not Strategy.lockless_walk
         self.hook = next((h for h in hooks if isinstance(h, WalkHook)), None)
+        self.script = self.hook if isinstance(self.hook, ScriptedWalker) else None
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
         # The strategy is this process's own copy: its walker side may stop at a point too.
         strategy.install_hooks(hooks)
@@ -68,58 +73,36 @@ class SimulatedCPU:
 
     def walk(self, slot: int, sub: int, hook=None) -> None:
         """One lockless walk (``__find_linux_pte()`` under ``begin/end_lockless_pgtbl_walk``),
-        by the CPU's walker discipline (``WALKERS``)."""
-        m, pt, cpu, strategy, stats, base = self.m, self.pt, self.cpu, self.strategy, \
-            self.m.stats, self.stat_base
+        by the CPU's walker discipline (``WALKERS``). A strategy that orders the steps its own
+        way (``Strategy.lockless_walk``) is given the lookup and the use as two callables."""
+        m, cpu, strategy, stats, base = self.m, self.cpu, self.strategy, self.m.stats, \
+            self.stat_base
         qs_taken, qs_owed, qs = self.qs_taken, self.qs_owed, self.qs
         clock = time.perf_counter_ns
         t0 = clock()
         m.irq_off[cpu] = 1                      # local_irq_disable()
-        strategy.begin_lockless_pgtbl_walk(cpu)
-        t1 = clock()
-        m.walk_slot[cpu] = slot
-        pmd = pt.pmds[slot]                     # READ_ONCE(*pmdp)
-        kind = pmd >> ptm.KIND_SHIFT
-        held = None
-        if kind == ptm.TABLE:
-            page = pmd & ptm.INDEX_MASK
-            pte = pt.ptes[page * pt.ptrs_per_pte + sub]  # dereference the pte_t * we hand back
-            held = (chk.PTE_PAGE_REUSED, pt.page_gen, page)
-            if not self._hold:
-                # The PTE is read now and used from the copy: the one hazard left is that
-                # the page was already freed when it was read.
-                taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
-                seen = pt.page_gen[page] & ptm.GEN_MASK
-                if seen != taken:
-                    self.checker.report(chk.PTE_PAGE_REUSED, cpu, slot, taken, seen)
-        elif kind == ptm.LEAF:
-            # powerpc casts the pmd_t * to a pte_t * for a THP: the slot itself is the pointer.
-            held = (chk.PMD_SLOT_REPURPOSED, pt.slot_gen, slot)
-        if hook is not None:
-            hook.paused.release()
-            hook.resume.acquire()
-        elif self.walk_window:
-            deadline = time.perf_counter() + self.walk_window
-            while time.perf_counter() < deadline:
-                pass
-        if held is not None:
-            if self._hold:
-                what, gens, index = held
-                taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
-                seen = gens[index] & ptm.GEN_MASK
-                if seen != taken:
-                    self.checker.report(what, cpu, slot, taken, seen)
-            elif (self._recheck or self._must_recheck) and (pt.pmds[slot] != pmd or (
-                    kind == ptm.TABLE and pt.ptes[page * pt.ptrs_per_pte + sub] != pte)):
-                if self._recheck:  # gup_fast's re-check: changed under us, drop the result
-                    stats[base + ST_RETRIES] += 1
-                else:
-                    taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
-                    self.checker.report(chk.STALE_VALUE_USED, cpu, slot, taken,
-                                        (pt.pmds[slot] >> ptm.GEN_SHIFT) & ptm.GEN_MASK)
-            stats[base + ST_HELD] += 1
-        t2 = clock()
-        strategy.end_lockless_pgtbl_walk(cpu)
+        if self._custom:
+            inside = [0]
+
+            def find_linux_pte():
+                t = clock()
+                found = self._find(slot, sub, hook)
+                inside[0] += clock() - t
+                return found
+
+            def use(found):
+                t = clock()
+                self._use(slot, sub, found, hook)
+                inside[0] += clock() - t
+
+            strategy.lockless_walk(cpu, find_linux_pte, use)
+            t1, t2 = t0, t0 + inside[0]
+        else:
+            strategy.begin_lockless_pgtbl_walk(cpu)
+            t1 = clock()
+            self._use(slot, sub, self._find(slot, sub, hook), hook)
+            t2 = clock()
+            strategy.end_lockless_pgtbl_walk(cpu)
         if qs_taken[qs] != qs_owed[qs]:         # the end of the window is a quiescent state
             self.rcu.rcu_report_qs(cpu)
         m.irq_off[cpu] = 0                      # local_irq_enable()
@@ -131,6 +114,78 @@ class SimulatedCPU:
         hist_base = self.hist_base
         self.cost_hist[hist_base + hist_bucket(cost)] += 1
         self.window_hist[hist_base + hist_bucket(t3 - t0)] += 1
+
+    def _find(self, slot: int, sub: int, hook):
+        """The lookup: ``READ_ONCE(*pmdp)`` and, for a table, the PTE it points to. Returns
+        ``(pmd, pte)`` or None when nothing is mapped (or the leaf is being split)."""
+        pt = self.pt
+        if hook is not None and hook.point == BEFORE_PMD_READ:
+            hook.pause()
+        self.m.walk_slot[self.cpu] = slot
+        pmd = READ_ONCE(pt.pmds, slot)
+        if hook is not None and hook.point == AFTER_PMD_READ:
+            hook.pause()
+        kind = pmd >> ptm.KIND_SHIFT
+        if kind == ptm.TABLE:
+            page = pmd & ptm.INDEX_MASK
+            pte = READ_ONCE(pt.ptes, page * pt.ptrs_per_pte + sub)  # the pte_t * handed back
+            if not self._hold:
+                # The PTE is read now and used from the copy: the one hazard left is that
+                # the page was already freed when it was read.
+                taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
+                seen = pt.page_gen[page] & ptm.GEN_MASK
+                if seen != taken:
+                    self._violation(chk.PTE_PAGE_REUSED, slot, taken, seen)
+            return pmd, pte
+        if kind == ptm.LEAF:
+            # powerpc casts the pmd_t * to a pte_t * for a THP: the slot itself is the pointer.
+            return pmd, None
+        return None
+
+    def _use(self, slot: int, sub: int, found, hook) -> None:
+        """The use of the result for the rest of the window, and the checks at its end: a
+        ``hold`` walker's object must be the one it read; a ``recheck`` walker re-reads the
+        PMD and PTE and drops a changed result."""
+        if hook is not None:
+            if hook.point == HOLDING:
+                hook.pause()
+        elif self.walk_window:
+            deadline = time.perf_counter() + self.walk_window
+            while time.perf_counter() < deadline:
+                pass
+        if found is None:
+            return
+        pmd, pte = found
+        pt = self.pt
+        table = pmd >> ptm.KIND_SHIFT == ptm.TABLE
+        index = pmd & ptm.INDEX_MASK
+        if self._hold:
+            gens = pt.page_gen if table else pt.slot_gen
+            taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
+            seen = gens[index] & ptm.GEN_MASK
+            if seen != taken:
+                self._violation(chk.PTE_PAGE_REUSED if table else chk.PMD_SLOT_REPURPOSED,
+                                slot, taken, seen)
+        elif self._recheck or self._must_recheck:
+            if self._recheck:
+                # gup_fast takes its folio reference first (try_grab_folio_fast: a
+                # value-returning atomic, fully ordered), then re-reads PMD and PTE.
+                smp_mb()
+            now = READ_ONCE(pt.pmds, slot)
+            if now != pmd or (table and READ_ONCE(pt.ptes, index * pt.ptrs_per_pte + sub)
+                              != pte):
+                if self._recheck:  # gup_fast's re-check: changed under us, drop the result
+                    self.m.stats[self.stat_base + ST_RETRIES] += 1
+                else:
+                    self._violation(chk.STALE_VALUE_USED, slot,
+                                    (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK,
+                                    (now >> ptm.GEN_SHIFT) & ptm.GEN_MASK)
+        self.m.stats[self.stat_base + ST_HELD] += 1
+
+    def _violation(self, kind: int, slot: int, taken: int, seen: int) -> None:
+        note(f"uses freed memory: {chk.VIOLATION_KINDS[kind]} (slot {slot}, generation "
+             f"{taken} taken, {seen} now)")
+        self.checker.report(kind, self.cpu, slot, taken, seen)
 
     def warm_up(self) -> None:
         """One walk before the CPU counts as started, its figures discarded: the first pass
@@ -170,7 +225,8 @@ class SimulatedCPU:
             freeze_point(freeze, FREEZE_START)
         doing[cpu] = DOING_RUN
         m.ready.release()
-        if self.hook is not None:
+        script = self.script
+        if self.hook is not None and script is None:
             lazy = False  # the test's walk runs the mm
             self.walk(self.hook.slot, self.hook.sub, self.hook)
         next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
@@ -178,6 +234,7 @@ class SimulatedCPU:
             gen = ipi_gen[cpu]
             if gen != ack_gen[cpu]:
                 # IRQs are enabled here and only here: run do_nothing() and acknowledge.
+                full_barrier()  # flush_smp_call_function_queue: the csd list is fully ordered
                 if trims and lazy:
                     cpumask[cpu] = 0
                 stats[ipis_index] += 1
@@ -198,6 +255,12 @@ class SimulatedCPU:
                 doing[cpu] = DOING_RUN
             if stop.value:
                 return
+            if script is not None and script.order[0]:
+                script.order[0] = 0
+                lazy = False
+                self.walk(script.order[1], script.order[2], script)
+                script.walked.release()
+                continue
             if saturate.value:
                 if trims and active:
                     cpumask[cpu], lazy = 1, False

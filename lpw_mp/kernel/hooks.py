@@ -6,7 +6,7 @@ one test of a local flag at each point, and nothing else, when no hook is instal
 
 import os
 import signal
-from multiprocessing.sharedctypes import RawValue
+from multiprocessing.sharedctypes import RawArray, RawValue
 
 #: Points at which a ``FreezeHook`` stops its CPU: before it reports itself started; holding
 #: the IPI acknowledgement lock; after it took its part of the count owed (and woke the sender
@@ -37,18 +37,54 @@ def freeze_point(hook: FreezeHook, point: int) -> None:
     os.kill(os.getpid(), signal.SIGSTOP)
 
 
+#: Points of the IRQ-off window at which a walker can be paused: after the strategy's
+#: ``begin_lockless_pgtbl_walk``, just before the PMD is read; after the PMD is read, before
+#: the PTE page it names is; and while the result is used (both read, the pointer held).
+BEFORE_PMD_READ, AFTER_PMD_READ, HOLDING = 1, 2, 3
+WALK_POINTS = {BEFORE_PMD_READ: "before reading the PMD", AFTER_PMD_READ:
+               "after reading the PMD, before reading the PTE", HOLDING: "holding the pointer"}
+
+
 class WalkHook:
     """Test hook: CPU ``cpu`` walks ``slot`` once as soon as it starts, and pauses inside its
-    IRQ-off window, after taking the pointer, until the test releases it.
+    IRQ-off window at ``point`` (default: holding the pointer) until the test releases it.
 
     ``paused`` is posted when the walker is inside the window; post ``resume`` to let it go on."""
 
-    def __init__(self, ctx, cpu: int, slot: int, sub: int = 0):
+    def __init__(self, ctx, cpu: int, slot: int, sub: int = 0, point: int = HOLDING):
         self.cpu = cpu
         self.slot = slot
         self.sub = sub
+        self.point = point
         self.paused = ctx.Semaphore(0)
         self.resume = ctx.Semaphore(0)
+
+    def pause(self) -> None:
+        self.paused.release()
+        self.resume.acquire()
+
+
+class ScriptedWalker(WalkHook):
+    """``check``'s hook: CPU ``cpu`` walks only when told, on the slot and to the point the
+    parent writes in ``order`` (slot, sub, point), then pauses there as a ``WalkHook`` does;
+    ``walked`` is posted once the walk has ended."""
+
+    def __init__(self, ctx, cpu: int):
+        super().__init__(ctx, cpu, slot=0)
+        self.order = RawArray("q", 4)  # pending, slot, sub, point
+        self.walked = ctx.Semaphore(0)
+
+    @property
+    def point(self) -> int:
+        return self.order[3]
+
+    @point.setter
+    def point(self, value) -> None:
+        pass  # set per walk through ``order``
+
+    def command(self, slot: int, sub: int, point: int) -> None:
+        self.order[1:4] = [slot, sub, point]
+        self.order[0] = 1
 
 
 class LockHook:

@@ -18,6 +18,8 @@ import threading
 import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
+from lpw_mp.kernel import memory_model
+
 # Indices into the per-CPU statistics array (each CPU writes only its own row).
 ST_WALKS = 0          # walks completed
 ST_HELD = 1           # walks that found a mapped entry and held a pointer
@@ -48,9 +50,6 @@ SLOT_STRIDE = 8
 DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK, DOING_RCU = range(6)
 
 CPUMASK_MODES = ("sticky", "trim", "accurate")
-
-_mb_lock = threading.Lock()
-
 
 #: SIGCONTs this process has received: each one restarts every ``Deadline`` of the process.
 _resumes = 0
@@ -97,15 +96,6 @@ def acquire_or_exit(lock, stop) -> None:
     while not lock.acquire(True, ABORT_POLL):
         if stop.value:
             raise SystemExit(0)
-
-
-def smp_mb() -> None:
-    """A full memory barrier (``smp_mb()``).
-
-    Python has no fence, but an uncontended lock is a locked read-modify-write on the host (a
-    full barrier on x86-64), and this lock is private to the process, so it costs no sharing."""
-    _mb_lock.acquire()
-    _mb_lock.release()
 
 
 class WaitTimeout(RuntimeError):
@@ -181,6 +171,9 @@ class Machine:
         #: Bumped by the coordinator for every operation and every poll of a wait: the parent
         #: takes a coordinator whose beat stops for the bound as frozen.
         self.coord_beat = RawValue("q", 0)
+        #: Set while the coordinator blocks in a bounded wait (an IPI round, a grace period, a
+        #: lock): ``check`` releases a paused walker once the coordinator waits for it.
+        self.coord_waiting = RawValue("b", 0)
         self._all_cpus = list(range(ncpus))
         self._rounds = 0  # IPI rounds sent; only the coordinator sends
 
@@ -220,20 +213,27 @@ class Machine:
         if not cpus:
             return
         self._rounds += 1
+        memory_model.full_barrier()  # the csd queueing is fully ordered
         ipi_gen, wake = self.ipi_gen, self.wake
         self.acks_owed.value = len(cpus)
         for cpu in cpus:
             ipi_gen[cpu] += 1
             wake[cpu].release()
         acquire = self.acks_done.acquire
-        if acquire(True, min(ABORT_POLL, timeout)):
-            return
-        round_no = self._rounds
-        # Every target writes its ack_gen after its wake-up of the sender: if none lags at the
-        # deadline, the wake-up has been posted and the next poll takes it.
-        self.wait_bounded(acquire, timeout - min(ABORT_POLL, timeout), "IPI acknowledgements",
-                          lambda: (IPITimeout(late, timeout, round_no)
-                                   if (late := self.unacknowledged(cpus)) else None))
+        self.coord_waiting.value = 1
+        try:
+            if acquire(True, min(ABORT_POLL, timeout)):
+                return
+            round_no = self._rounds
+            # Every target writes its ack_gen after its wake-up of the sender: if none lags at
+            # the deadline, the wake-up has been posted and the next poll takes it.
+            self.wait_bounded(acquire, timeout - min(ABORT_POLL, timeout),
+                              "IPI acknowledgements",
+                              lambda: (IPITimeout(late, timeout, round_no)
+                                       if (late := self.unacknowledged(cpus)) else None))
+        finally:
+            self.coord_waiting.value = 0
+            memory_model.full_barrier()  # csd_lock_wait: an acquire of every target's ack
 
     def wait_bounded(self, acquire, timeout: float, what: str, expired) -> None:
         """Block in ``acquire(True, seconds)`` for at most ``timeout`` seconds (exactly, not to
@@ -243,6 +243,14 @@ class Machine:
         awaited is certain to arrive (the wait then goes on, one poll at a time)."""
         deadline = Deadline(timeout)
         beat, abort = self.coord_beat, self.abort
+        waiting, self.coord_waiting.value = self.coord_waiting.value, 1
+        try:
+            self._wait_bounded(acquire, deadline, what, expired, beat, abort)
+        finally:
+            self.coord_waiting.value = waiting
+
+    @staticmethod
+    def _wait_bounded(acquire, deadline, what, expired, beat, abort) -> None:
         while True:
             if acquire(True, min(ABORT_POLL, max(deadline.remaining(), 0.0))):
                 return

@@ -14,7 +14,9 @@ hosts we run on), laid out as ``kind << 60 | generation << 32 | index``:
 Carrying the generation inside the entry lets a walker that read the entry know exactly which
 incarnation of the object it points to, so a free that lands between its read and its use is seen.
 
-Only the coordinator writes the table; walkers only read it. The destructive steps (``pte_free``,
+Only the coordinator writes the table; walkers only read it. The PMD words are read and written
+through ``READ_ONCE``/``WRITE_ONCE`` (``memory_model``): under ``--memory-model tso`` or ``weak``
+a cleared entry can still be in the coordinator's store buffer when a walker reads it. The destructive steps (``pte_free``,
 ``free_huge_leaf`` and the slot repurposing in ``set_pmd_*``) bump a generation; the strategies
 decide when they may run.
 """
@@ -23,6 +25,8 @@ import ctypes
 import random
 from array import array
 from multiprocessing.sharedctypes import RawArray, RawValue
+
+from lpw_mp.kernel.memory_model import READ_ONCE, WRITE_ONCE, name_words
 
 NONE, LEAF, TABLE, INVALID = 0, 1, 2, 3
 KIND_NAMES = {NONE: "none", LEAF: "leaf", TABLE: "table", INVALID: "invalid"}
@@ -72,10 +76,10 @@ class PageTable:
         self.npmds = npmds
         self.npages = npages
         self.ptrs_per_pte = max(1, thp_size // BASE_PAGE)
-        self.pmds = RawArray("q", npmds)
+        self.pmds = name_words(RawArray("q", npmds), "pmd")
         self.slot_gen = RawArray("q", npmds)
         self.page_gen = RawArray("q", max(1, npages))
-        self.ptes = RawArray("q", max(1, npages) * self.ptrs_per_pte)
+        self.ptes = name_words(RawArray("q", max(1, npages) * self.ptrs_per_pte), "pte")
         # Free list: a stack of page numbers; only the coordinator pushes and pops.
         self.free_stack = RawArray("i", max(1, npages))
         self.free_top = RawValue("q", 0)
@@ -132,24 +136,29 @@ class PageTable:
 
     # -- PMD updates (coordinator only) -------------------------------------------------------
 
+    def pmd(self, slot: int) -> int:
+        """The entry as the coordinator sees it (its own buffered stores included)."""
+        return READ_ONCE(self.pmds, slot)
+
     def set_pmd_leaf(self, slot: int) -> None:
         """Install a huge leaf (``set_pmd_at`` of a THP)."""
-        self.pmds[slot] = make_pmd(LEAF, self.slot_gen[slot], slot)
+        WRITE_ONCE(self.pmds, slot, make_pmd(LEAF, self.slot_gen[slot], slot))
 
     def set_pmd_table(self, slot: int, page: int) -> None:
         """Install a pointer to PTE page ``page`` (``pmd_populate``)."""
-        self.pmds[slot] = make_pmd(TABLE, self.page_gen[page], page)
+        WRITE_ONCE(self.pmds, slot, make_pmd(TABLE, self.page_gen[page], page))
 
     def pmdp_huge_get_and_clear(self, slot: int) -> int:
-        """Clear the entry and return its old value (``pmdp_huge_get_and_clear()``)."""
-        old = self.pmds[slot]
-        self.pmds[slot] = 0
+        """Clear the entry and return its old value (``pmdp_huge_get_and_clear()``: a
+        ``pmd_hugepage_update``, atomic on the word but no barrier on powerpc)."""
+        old = READ_ONCE(self.pmds, slot)
+        WRITE_ONCE(self.pmds, slot, 0)
         return old
 
     def pmdp_invalidate(self, slot: int) -> int:
         """Mark a huge leaf invalid before a split (``pmdp_invalidate()``); returns the old value."""
-        old = self.pmds[slot]
-        self.pmds[slot] = make_pmd(INVALID, pmd_gen(old), pmd_index(old))
+        old = READ_ONCE(self.pmds, slot)
+        WRITE_ONCE(self.pmds, slot, make_pmd(INVALID, pmd_gen(old), pmd_index(old)))
         return old
 
     def retire_slot(self, slot: int) -> None:

@@ -10,8 +10,8 @@ import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
 from lpw_mp.kernel.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, FreezeHook, freeze_point
-from lpw_mp.kernel.machine import (DOING_RCU, SLOT_STRIDE, WaitTimeout, acquire_or_exit,
-                                   smp_mb)
+from lpw_mp.kernel.machine import DOING_RCU, SLOT_STRIDE, WaitTimeout, acquire_or_exit
+from lpw_mp.kernel.memory_model import fence, full_barrier, step
 
 
 class GracePeriodTimeout(WaitTimeout):
@@ -69,6 +69,8 @@ class RCU:
         Runs on the CPU itself, or on the coordinator for a CPU it saw idle."""
         slot, m = cpu * SLOT_STRIDE, self.m
         on_cpu = self.coordinator is None
+        if on_cpu:
+            full_barrier()  # the CPU's accesses so far are ordered before its report
         if on_cpu:  # the coordinator reporting for an idle CPU must not touch its state
             was = m.doing[cpu]
             m.doing[cpu] = DOING_RCU
@@ -104,13 +106,13 @@ class RCU:
     def cpu_idle_enter(self, cpu: int) -> None:
         # dynticks-idle: an idle CPU is in an extended quiescent state.
         self.idle[cpu * SLOT_STRIDE] = 1
-        smp_mb()
+        fence()
         if self.owes_qs(cpu):
             self.rcu_report_qs(cpu)
 
     def cpu_idle_exit(self, cpu: int) -> None:
         self.idle[cpu * SLOT_STRIDE] = 0
-        smp_mb()
+        fence()
 
     # -- updater side: call_rcu and its callbacks ---------------------------------------------
     #
@@ -120,6 +122,7 @@ class RCU:
     def call_rcu(self, up, func, arg) -> None:
         """Queue ``func(arg)`` to run once a grace period that begins after now has ended,
         and return at once (``call_rcu()``: asynchronous, nothing waits)."""
+        step("call_rcu")
         self._next.append((func, arg))
         if not self._gp_active:
             self._start_next(up)
@@ -130,6 +133,8 @@ class RCU:
         this between operations, as the RCU softirq would run."""
         if not self._gp_active or not self._gp_over(up, wait):
             return
+        full_barrier()  # every CPU's report is ordered before the callbacks
+        step(f"grace period {self.gp_seq.value} ended")
         self._gp_active = False
         up.stats.grace_periods += 1
         up.stats.gp_latencies.append(time.perf_counter() - self._gp_start)
@@ -165,7 +170,7 @@ class RCU:
         for cpu in range(n):
             owed[cpu * SLOT_STRIDE] = gp
         self.qs_lock.release()
-        smp_mb()
+        fence()
         # Every CPU seen idle now is quiescent; report for it. A CPU entering idle at the same
         # moment either sees its debt and reports itself, or is seen idle here: the two
         # barriers make one of them certain, and the lock makes the report count once.

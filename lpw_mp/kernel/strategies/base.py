@@ -44,6 +44,15 @@ class Strategy:
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         """Called after the last use of the pointer, before ``local_irq_enable()``."""
 
+    def lockless_walk(self, cpu: int, find_linux_pte, use) -> None:
+        """The whole walk inside the IRQ-off window, for a strategy that must order its steps
+        in another way: ``found = find_linux_pte()`` reads the PMD (and the PTE it names),
+        ``use(found)`` uses the result until the window ends. The default is the kernel's
+        order; built-in strategies keep it (the emulator then runs its inlined path)."""
+        self.begin_lockless_pgtbl_walk(cpu)
+        use(find_linux_pte())
+        self.end_lockless_pgtbl_walk(cpu)
+
     # -- updater side, one method per path ----------------------------------------------------
 
     def serialize_against_pte_lookup(self, up) -> None:

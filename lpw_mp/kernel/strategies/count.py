@@ -1,7 +1,7 @@
 """``count``: the seed (v5, Oct 2019), one atomic counter of running lockless walks per mm."""
 
 from lpw_mp.kernel.hooks import LockHook
-from lpw_mp.kernel.machine import DOING_LOCK, DOING_RUN, acquire_or_exit, smp_mb
+from lpw_mp.kernel.memory_model import atomic_dec, atomic_inc, atomic_read, atomic_t, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
 
 
@@ -10,13 +10,14 @@ class CountStrategy(Strategy):
     powerpc 2/11 ``-3-``, serialize 11/11 ``-12-``; never merged; docs/kernel-sources.md,
     claim 8), on the seed's paths: zap, split and collapse.
 
-    ``begin_lockless_pgtbl_walk`` / ``end_lockless_pgtbl_walk`` increment and decrement one
-    counter shared by every CPU, ``atomic_t mm->lockless_pgtbl_walkers`` (here a
-    ``multiprocessing.Value`` and its lock, the atomic); the updater does ``smp_mb()`` and
-    skips the broadcast to ``mm_cpumask`` when ``running_lockless_pgtbl_walk()`` reads zero.
-    v5 increments before ``local_irq_save`` and decrements after ``local_irq_restore``, outside
-    the IRQ-off window; lpw_mp changes it inside the window (after ``local_irq_disable``), which
-    only narrows the counted span. Walkers ``hold`` their pointer."""
+    ``begin_lockless_pgtbl_walk`` is ``atomic_inc(&mm->lockless_pgtbl_walkers); smp_mb()``,
+    ``end_lockless_pgtbl_walk`` is ``smp_mb(); atomic_dec(...)`` (v5 1/11, include/asm-generic/
+    pgtable.h: the barriers pair with the updater's, and ``atomic_inc`` alone orders nothing);
+    the updater does ``smp_mb()`` and skips the broadcast to ``mm_cpumask`` when
+    ``running_lockless_pgtbl_walk()`` (``atomic_read``) reads zero. v5 increments before
+    ``local_irq_save`` and decrements after ``local_irq_restore``, outside the IRQ-off window;
+    lpw_mp changes it inside the window (after ``local_irq_disable``), which only narrows the
+    counted span. Walkers ``hold`` their pointer."""
 
     name = "count"
     kernel = "v5 series: atomic lockless_pgtbl_walk_count per mm, skip IPI when zero"
@@ -25,41 +26,24 @@ class CountStrategy(Strategy):
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
-        self.counter = ctx.Value("q", 0, lock=ctx.Lock())
-        self._lock = self.counter.get_lock()
-        self._obj = self.counter.get_obj()
-        self._stop = machine.stop
-        self._doing = machine.doing
-
-    def _atomic_add(self, cpu: int, delta: int, pause=None) -> None:
-        lock = self._lock
-        if not lock.acquire(False):
-            # Contended: block, but give up if the run is being torn down (the holder may be
-            # dead or frozen); say so meanwhile, so that a stalled IPI round can name why.
-            self._doing[cpu] = DOING_LOCK
-            acquire_or_exit(lock, self._stop)
-            self._doing[cpu] = DOING_RUN
-        self._obj.value += delta
-        if pause is not None:  # a LockHook, in tests only
-            pause()
-        lock.release()
+        self.lockless_pgtbl_walkers = atomic_t(ctx, machine, "lockless_pgtbl_walkers")
 
     def install_hooks(self, hooks) -> None:
         super().install_hooks(hooks)
         hook = next((h for h in hooks if isinstance(h, LockHook)), None)
-        self._pause = hook.pause if hook is not None else None
-
-    _pause = None  # a LockHook's pause, in the CPU process it is installed in (tests only)
+        self.lockless_pgtbl_walkers.pause = hook.pause if hook is not None else None
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self._atomic_add(cpu, 1, self._pause)
+        atomic_inc(self.lockless_pgtbl_walkers)
+        smp_mb()
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self._atomic_add(cpu, -1)
+        smp_mb()
+        atomic_dec(self.lockless_pgtbl_walkers)
 
     def running_lockless_pgtbl_walk(self) -> int:
-        """How many walks are in progress (an ``atomic_read``: no lock)."""
-        return self._obj.value
+        """How many walks are in progress (``atomic_read``: no lock)."""
+        return atomic_read(self.lockless_pgtbl_walkers)
 
     def serialize_against_pte_lookup(self, up) -> None:
         smp_mb()

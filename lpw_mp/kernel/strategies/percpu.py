@@ -2,7 +2,8 @@
 
 from multiprocessing.sharedctypes import RawArray
 
-from lpw_mp.kernel.machine import SLOT_STRIDE, smp_mb
+from lpw_mp.kernel.machine import SLOT_STRIDE
+from lpw_mp.kernel.memory_model import WRITE_ONCE, name_words, per_cpu_READ_ONCE, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
 
 
@@ -21,19 +22,20 @@ class PerCPUStrategy(Strategy):
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
-        self.slots = RawArray("q", machine.ncpus * SLOT_STRIDE)
+        self.slots = name_words(RawArray("q", machine.ncpus * SLOT_STRIDE),
+                                "lockless_pgtbl_walk_counter")
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self.slots[cpu * SLOT_STRIDE] = 1
+        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 1)
         smp_mb()
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         smp_mb()
-        self.slots[cpu * SLOT_STRIDE] = 0
+        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 0)
 
     def walking_cpus(self, cpus) -> list:
-        slots = self.slots
-        return [cpu for cpu in cpus if slots[cpu * SLOT_STRIDE]]
+        values = per_cpu_READ_ONCE(self.slots, cpus, SLOT_STRIDE)
+        return [cpu for cpu, walking in zip(cpus, values) if walking]
 
     def serialize_against_pte_lookup(self, up) -> None:
         smp_mb()

@@ -2,7 +2,9 @@
 
 from multiprocessing.sharedctypes import RawArray
 
-from lpw_mp.kernel.machine import SLOT_STRIDE, smp_mb
+from lpw_mp.kernel.machine import SLOT_STRIDE
+from lpw_mp.kernel.memory_model import (WRITE_ONCE, name_words, per_cpu_READ_ONCE, smp_mb,
+                                        smp_store_release)
 from lpw_mp.kernel.strategies.base import Strategy
 
 #: The value a slot holds while its CPU walks this mm (the kernel stores the mm pointer).
@@ -28,17 +30,15 @@ class SyncMMStrategy(Strategy):
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
-        self.active_lockless_pt_walk_mm = RawArray("q", machine.ncpus * SLOT_STRIDE)
+        self.active_lockless_pt_walk_mm = name_words(
+            RawArray("q", machine.ncpus * SLOT_STRIDE), "active_lockless_pt_walk_mm")
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        self.active_lockless_pt_walk_mm[cpu * SLOT_STRIDE] = THIS_MM   # this_cpu_write
+        WRITE_ONCE(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, THIS_MM)  # this_cpu_write
         smp_mb()
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        # smp_store_release: on the TSO hosts lpw_mp runs on, a store is already ordered after
-        # every earlier load and store, so a release store is modelled as smp_mb + plain store.
-        smp_mb()
-        self.active_lockless_pt_walk_mm[cpu * SLOT_STRIDE] = 0
+        smp_store_release(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, 0)
 
     def zap_huge_pmd(self, up) -> None:
         pass
@@ -50,7 +50,8 @@ class SyncMMStrategy(Strategy):
         """``tlb_remove_table_sync_mm(mm)``: a full barrier between the unlink and the scan,
         then an IPI to every online CPU walking this mm, and wait."""
         smp_mb()
-        slots = self.active_lockless_pt_walk_mm
-        cpus = [cpu for cpu in self.m.online_cpus() if slots[cpu * SLOT_STRIDE] == THIS_MM]
+        online = self.m.online_cpus()
+        values = per_cpu_READ_ONCE(self.active_lockless_pt_walk_mm, online, SLOT_STRIDE)
+        cpus = [cpu for cpu, mm in zip(online, values) if mm == THIS_MM]
         up.broadcast(cpus)
         up.stats.sync_ipis += len(cpus)
