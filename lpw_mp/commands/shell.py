@@ -127,6 +127,17 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                      help="print the result as JSON instead of a table")
 
 
+def resolve_strategy(spec: str) -> tuple:
+    """``(class, spec)`` of one strategy named on the command line; UsageError if unknown."""
+    try:
+        names = parse_strategies(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if len(names) != 1:
+        raise UsageError(f"name one strategy, not {len(names)}")
+    return STRATEGIES[names[0]], names[0]
+
+
 def config_from_args(args) -> Config:
     cfg = Config()
     for name in vars(cfg):

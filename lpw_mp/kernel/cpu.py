@@ -17,7 +17,7 @@ from lpw_mp.kernel.hooks import (AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COU
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
                                    NSTATS, SLOT_STRIDE, ST_BEGIN_END_NS, ST_HELD, ST_IPIS,
                                    ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
-from lpw_mp.kernel.memory_model import READ_ONCE, full_barrier, note, smp_mb
+from lpw_mp.kernel.memory_model import READ_ONCE, current, full_barrier, note, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
 
 #: Walker disciplines (``--walker``): what a walker does with the PMD it read.
@@ -57,6 +57,8 @@ class SimulatedCPU:
         self._must_recheck = strategy.walker == RECHECK and not self._recheck
         self.rng = random.Random(f"{seed}/cpu{cpu}")
         self._custom = type(strategy).lockless_walk is not Strategy.lockless_walk
+        #: ``check`` logs every step of the walk; the measured path only tests this.
+        self._log = note if current() is not None else None
         self.hook = next((h for h in hooks if isinstance(h, WalkHook)), None)
         self.script = self.hook if isinstance(self.hook, ScriptedWalker) else None
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
@@ -81,6 +83,8 @@ class SimulatedCPU:
         clock = time.perf_counter_ns
         t0 = clock()
         m.irq_off[cpu] = 1                      # local_irq_disable()
+        if self._log is not None:
+            self._log(f"local_irq_disable(); walk slot {slot} ({self.walker})")
         if self._custom:
             inside = [0]
 
@@ -105,6 +109,8 @@ class SimulatedCPU:
             strategy.end_lockless_pgtbl_walk(cpu)
         if qs_taken[qs] != qs_owed[qs]:         # the end of the window is a quiescent state
             self.rcu.rcu_report_qs(cpu)
+        if self._log is not None:
+            self._log("local_irq_enable()")
         m.irq_off[cpu] = 0                      # local_irq_enable()
         t3 = clock()
         stats[base + ST_WALKS] += 1

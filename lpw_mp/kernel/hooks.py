@@ -8,6 +8,8 @@ import os
 import signal
 from multiprocessing.sharedctypes import RawArray, RawValue
 
+from lpw_mp.kernel.memory_model import note
+
 #: Points at which a ``FreezeHook`` stops its CPU: before it reports itself started; holding
 #: the IPI acknowledgement lock; after it took its part of the count owed (and woke the sender
 #: if it was last) but before it wrote ``ack_gen``; holding rcu's quiescent-state lock; after
@@ -60,8 +62,10 @@ class WalkHook:
         self.resume = ctx.Semaphore(0)
 
     def pause(self) -> None:
+        note(f"paused {WALK_POINTS.get(self.point, '')}")
         self.paused.release()
         self.resume.acquire()
+        note("resumed")
 
 
 class ScriptedWalker(WalkHook):

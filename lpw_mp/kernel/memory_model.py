@@ -56,17 +56,28 @@ def raw_smp_processor_id() -> int:
     return _cpu
 
 
-def name_words(words, name: str, describe=None):
+def name_words(words, name: str, describe=None, per_cpu_stride: int = 0):
     """Give a shared array a name for step logs and counterexamples (``pmd``, ``slots``), and
-    optionally a function that says what a value of it means."""
+    optionally a function that says what a value of it means; a per-CPU array (CPU c's word
+    at ``c * per_cpu_stride``) is shown as ``per_cpu(name, c)``."""
     words._lpw_name = name
     words._lpw_describe = describe
+    words._lpw_stride = per_cpu_stride
     return words
 
 
-def _label(op: str, words, i=None) -> str:
+def _where(words, i) -> str:
     name = getattr(words, "_lpw_name", "word")
-    return f"{op}({name}[{i}])" if i is not None else f"{op}({name})"
+    stride = getattr(words, "_lpw_stride", 0)
+    if stride and i % stride == 0:
+        return f"per_cpu({name}, {i // stride})"
+    return f"{name}[{i}]"
+
+
+def _label(op: str, words, i=None) -> str:
+    if i is None:
+        return f"{op}({getattr(words, '_lpw_name', 'word')})"
+    return f"{op}({_where(words, i)})"
 
 
 def _value(words, value) -> str:
@@ -158,7 +169,7 @@ class Model:
                       f"{getattr(words.words, '_lpw_name', 'an atomic')} becomes visible")
         else:
             words[i] = value
-            self.note(f"  buffered store {_label('', words, i)[1:-1]} = {_value(words, value)} "
+            self.note(f"  buffered store {_where(words, i)} = {_value(words, value)} "
                       f"becomes visible")
 
     def drain(self) -> None:

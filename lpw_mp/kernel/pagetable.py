@@ -58,6 +58,20 @@ def pmd_index(pmd: int) -> int:
     return pmd & INDEX_MASK
 
 
+def describe_pmd(pmd: int) -> str:
+    """A PMD entry in words, for step logs: what it points to and which incarnation."""
+    kind, gen, index = pmd_kind(pmd), pmd_gen(pmd), pmd_index(pmd)
+    if kind == NONE:
+        return "none"
+    what = {LEAF: f"THP of slot {index}", TABLE: f"PTE page {index}",
+            INVALID: f"invalid THP of slot {index}"}.get(kind, f"kind {kind}")
+    return f"{what} (generation {gen})"
+
+
+def describe_pte(pte: int) -> str:
+    return f"pfn {pte >> 1}{', present' if pte & 1 else ''}"
+
+
 def pte_value(slot: int, sub: int, ptrs_per_pte: int) -> int:
     """The PTE that maps base page ``sub`` of THP slot ``slot``: a pfn with the present bit."""
     return ((slot * ptrs_per_pte + sub) << 1) | 1
@@ -76,10 +90,11 @@ class PageTable:
         self.npmds = npmds
         self.npages = npages
         self.ptrs_per_pte = max(1, thp_size // BASE_PAGE)
-        self.pmds = name_words(RawArray("q", npmds), "pmd")
+        self.pmds = name_words(RawArray("q", npmds), "pmd", describe_pmd)
         self.slot_gen = RawArray("q", npmds)
         self.page_gen = RawArray("q", max(1, npages))
-        self.ptes = name_words(RawArray("q", max(1, npages) * self.ptrs_per_pte), "pte")
+        self.ptes = name_words(RawArray("q", max(1, npages) * self.ptrs_per_pte), "pte",
+                               describe_pte)
         # Free list: a stack of page numbers; only the coordinator pushes and pops.
         self.free_stack = RawArray("i", max(1, npages))
         self.free_top = RawValue("q", 0)

@@ -23,7 +23,7 @@ class PerCPUStrategy(Strategy):
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
         self.slots = name_words(RawArray("q", machine.ncpus * SLOT_STRIDE),
-                                "lockless_pgtbl_walk_counter")
+                                "lockless_pgtbl_walk_counter", per_cpu_stride=SLOT_STRIDE)
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
         WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 1)

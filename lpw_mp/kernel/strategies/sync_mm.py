@@ -31,7 +31,8 @@ class SyncMMStrategy(Strategy):
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
         self.active_lockless_pt_walk_mm = name_words(
-            RawArray("q", machine.ncpus * SLOT_STRIDE), "active_lockless_pt_walk_mm")
+            RawArray("q", machine.ncpus * SLOT_STRIDE), "active_lockless_pt_walk_mm",
+            per_cpu_stride=SLOT_STRIDE)
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
         WRITE_ONCE(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, THIS_MM)  # this_cpu_write

@@ -1,0 +1,224 @@
+"""``python -m lpw_mp check STRATEGY``: is this scheme safe? Every hazard of every path forced
+schedule by schedule (``harness.checking``) under each memory model, then a stress run under
+each; a verdict per path, and for a path that fails, a counterexample and exit status 1.
+
+    python -m lpw_mp check percpu
+    python -m lpw_mp check examples/lance_yang.py:SyncMMv4 --memory-model tso
+
+Exit status: 0 when no schedule and no stress run let a walker use freed memory, 1 when one
+did, 2 for a bad command line (nothing is started)."""
+
+import json
+import sys
+
+from tabulate import tabulate
+
+from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, parse_float, parse_int,
+                                   resolve_strategy)
+from lpw_mp.harness.checking import (PATH_TEXT, PATHS, STRESS, check_schedules, stress)
+from lpw_mp.harness.config import Config, ConfigError
+from lpw_mp.harness.emulator import EmulatorError
+from lpw_mp.harness.resources import preflight
+from lpw_mp.harness.signals import Interrupted, interruptible
+from lpw_mp.kernel.hooks import WALK_POINTS
+from lpw_mp.kernel.memory_model import MODELS
+
+SUMMARY = "prove or refute one strategy path by path, with a counterexample"
+
+#: Operations of each stress run (0 skips it): about a second per model on 2 cores.
+DEFAULT_STRESS_OPS = 1500
+#: The machine of the schedules: CPU 1 walks under command, CPUs 0 and 2 stay idle (an IPI
+#: to them is answered at once), 8 slots of 2M.
+SCHEDULE_CONFIG = dict(cpus=3, memory=16 << 20, op="mixed", walk_rate=0.0, pte_fraction=0.5,
+                       walker_time=0.0)
+
+
+def _models(text: str) -> list:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if names == ["all"]:
+        return list(MODELS)
+    for name in names:
+        if name not in MODELS:
+            raise ValueError(f"unknown memory model {name!r} (choose from "
+                             f"{', '.join(MODELS)}, all)")
+    if not names:
+        raise ValueError("no memory model given")
+    return list(dict.fromkeys(names))
+
+
+def _paths(text: str) -> list:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    for name in names:
+        if name not in PATHS:
+            raise ValueError(f"unknown path {name!r} (choose from {', '.join(PATHS)})")
+    if not names:
+        raise ValueError("no path given")
+    return list(dict.fromkeys(names))
+
+
+def _typed(fn, what):
+    import argparse
+
+    def convert(text):
+        try:
+            return fn(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    convert.__name__ = what
+    return convert
+
+
+def build_parser() -> Parser:
+    p = Parser(prog=f"{invoked_as()} check",
+               description="Force every hazard of every path (munmap of a THP, free of a PTE "
+                           "table, split, collapse) with a walker stopped at each point of "
+                           "its window and the updater stopped before each of its steps, "
+                           "under each memory model; then stress each model. Exit status 1 "
+                           "with a counterexample when a walker used freed memory.")
+    p.add_argument("strategy", metavar="STRATEGY",
+                   help="a built-in profile, path/to/file.py:Class, package.module:Class, or "
+                        "an installed plugin's name")
+    p.add_argument("--memory-model", type=_typed(_models, "models"), default=list(MODELS),
+                   dest="models",
+                   help=f"comma-separated memory models to check under (default all: "
+                        f"{', '.join(MODELS)})")
+    p.add_argument("--path", type=_typed(_paths, "paths"), default=list(PATHS), dest="paths",
+                   help=f"comma-separated paths (default all: {', '.join(PATHS)})")
+    p.add_argument("--stress-ops", type=_typed(parse_int, "ops"), default=DEFAULT_STRESS_OPS,
+                   help=f"operations of the stress run under each model (default "
+                        f"{DEFAULT_STRESS_OPS}; 0 skips it)")
+    p.add_argument("--stress-cpus", type=_typed(parse_int, "cpus"), default=STRESS["cpus"],
+                   help=f"CPUs of the stress run (default {STRESS['cpus']})")
+    p.add_argument("--ipi-timeout", type=_typed(parse_float, "seconds"), default=5.0,
+                   help="bound on every wait (default 5 s)")
+    p.add_argument("--seed", type=_typed(parse_int, "seed"), default=1)
+    p.add_argument("--start-method", choices=("fork", "spawn"), default="fork")
+    p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    return p
+
+
+def _config(args, **values) -> Config:
+    cfg = Config(seed=args.seed, ipi_timeout=args.ipi_timeout, start_method=args.start_method,
+                 **values)
+    return cfg.validate()
+
+
+def main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0 <= args.stress_ops <= 1_000_000:
+        raise UsageError(f"--stress-ops {args.stress_ops} is out of range: 0 to 1000000")
+    cls, spec = resolve_strategy(args.strategy)
+    try:
+        schedule_cfg = _config(args, strategies=[spec], **SCHEDULE_CONFIG)
+        stress_cfg = _config(args, strategies=[spec], **dict(
+            STRESS, cpus=args.stress_cpus, mixed_ops=max(args.stress_ops, 1)))
+        preflight(stress_cfg)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        with interruptible():
+            report = run_check(cls, spec, args, schedule_cfg, stress_cfg)
+    except EmulatorError as exc:
+        print(f"lpw_mp check: error: {exc}", file=sys.stderr)
+        return 1
+    except Interrupted:
+        print("lpw_mp check: interrupted (check writes nothing)", file=sys.stderr)
+        return 130
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0 if report["safe"] else 1
+
+
+def run_check(cls, spec, args, schedule_cfg, stress_cfg) -> dict:
+    """Every model's schedules and stress run; the report as a document."""
+    paths = {path: {} for path in args.paths}
+    stresses = {}
+    counterexamples = []
+    for model in args.models:
+        verdicts = check_schedules(schedule_cfg, cls, model, paths=args.paths)
+        for path, v in verdicts.items():
+            paths[path][model] = {"schedules": v.schedules, "violations": v.violations}
+            if v.first is not None:
+                counterexamples.append({
+                    "path": path, "model": model, "schedule": v.first.number,
+                    "walker_point": WALK_POINTS[v.first.point],
+                    "coordinator_step": v.first.step + 1, "before": v.first.label,
+                    "summary": v.first.describe(), "violations": v.first.violations,
+                    "steps": [{"who": who, "step": text} for who, text in v.first.steps]})
+        if args.stress_ops:
+            s = stress(stress_cfg, cls, model, args.stress_ops)
+            stresses[model] = {"ops": s.ops, "violations": s.violations,
+                               "by_kind": s.by_kind, "walks_held": s.walks_held}
+    safe = not counterexamples and not any(s["violations"] for s in stresses.values())
+    return {"strategy": cls.name, "spec": spec, "kernel": cls.kernel,
+            "walker": cls.walker, "declared_safe": cls.safe, "builtin": spec == cls.name,
+            "models": args.models, "paths": paths, "stress": stresses, "safe": safe,
+            "counterexamples": counterexamples}
+
+
+def format_report(report: dict) -> str:
+    models = report["models"]
+    rows = []
+    for path, by_model in report["paths"].items():
+        rows.append([PATH_TEXT[path], *(_cell(by_model[m]) for m in models)])
+    if report["stress"]:
+        rows.append(["stress (mixed, random schedule)",
+                     *(_stress_cell(report["stress"].get(m)) for m in models)])
+    lines = [f"check {report['strategy']} ({report['kernel'] or report['spec']}); walker "
+             f"discipline {report['walker']}",
+             "", tabulate(rows, headers=["path", *models], tablefmt="simple"), ""]
+    lines.append(_verdict(report))
+    for ce in report["counterexamples"][:1] + [c for c in report["counterexamples"][1:]
+                                               if c["path"] != report["counterexamples"][0]
+                                               ["path"]][:2]:
+        lines += ["", f"Counterexample ({ce['path']}, {ce['model']}, schedule "
+                      f"{ce['schedule']}): {ce['summary']}",
+                  "  the steps, in the order they happened:"]
+        for n, step in enumerate(ce["steps"], 1):
+            lines.append(f"  {n:3d}  {step['who']:<11}  {step['step']}")
+        for v in ce["violations"][:2]:
+            lines.append(f"  violation: {v['kind']} by CPU {v['cpu']} on slot {v['slot']} "
+                         f"(generation {v['generation_taken']} taken, "
+                         f"{v['generation_seen']} when used)")
+    lines.append("")
+    lines.append("A testing aid, not a proof: it runs the schedules above on this emulator's "
+                 "models; for a proof, herd7 with the Linux-kernel memory model.")
+    return "\n".join(lines)
+
+
+def _cell(v: dict) -> str:
+    if v["violations"]:
+        return f"UNSAFE ({v['violations']} of {v['schedules']} schedules)"
+    return f"safe ({v['schedules']} schedules)"
+
+
+def _stress_cell(s) -> str:
+    if s is None:
+        return "-"
+    if s["violations"]:
+        return f"UNSAFE ({s['violations']} violations)"
+    return f"safe ({s['ops']:,} ops, {s['walks_held']:,} walks)"
+
+
+def _verdict(report: dict) -> str:
+    name = report["strategy"]
+    if report["safe"]:
+        return (f"verdict: {name} is safe on every path checked, under "
+                f"{', '.join(report['models'])}.")
+    where = {}
+    for c in report["counterexamples"]:
+        where.setdefault(c["path"], []).append(c["model"])
+    for model, s in report["stress"].items():
+        if s["violations"]:
+            where.setdefault("stress", []).append(model)
+    places = "; ".join(f"{path} under {', '.join(models)}" for path, models in where.items())
+    if not report["declared_safe"]:
+        blame = f"{name} is the unsafe control: caught, as it must be."
+    elif report["builtin"]:
+        blame = "This is a bug in lpw_mp: a built-in profile must be safe."
+    else:
+        blame = (f"The strategy {name} ({report['spec']}) is unsafe as written; not a bug "
+                 f"in lpw_mp.")
+    return f"verdict: UNSAFE: a walker used freed memory ({places}). {blame}"

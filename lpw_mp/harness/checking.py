@@ -1,0 +1,334 @@
+"""``check``: every hazard of every path forced on real processes, schedule by schedule, under
+each memory model; then a stress run under each. Used by ``lpw_mp check`` and the tests.
+
+A schedule is one operation on one slot (a path: zap of a huge leaf, free of a PTE table,
+split, collapse) with the coordinator stopped before its k-th step (every memory-model
+primitive, IPI round, grace period and destructive step is one) while CPU 1 walks that slot
+and stops at one point of its IRQ-off window (before its PMD read, after it, or holding the
+pointer). The coordinator then goes on; CPU 1 is let go once the coordinator waits for it (an
+IPI it owes, a grace period it holds up) or has finished, so a strategy that does not wait
+reaches its destructive step while the walker is still inside: the checker sees it. k runs
+from 0 until the operation has fewer steps, every walker point, each schedule twice (a
+strategy that serialises every other operation is caught too). Under ``tso`` and ``weak`` the
+schedule is the worst legal one: stores stay buffered until something forces them out and
+weak loads return an earlier value whenever they may (``memory_model``).
+
+Every process logs its steps with the host's monotonic clock; a schedule that let a walker use
+freed memory becomes a counterexample: the two logs merged in time order.
+"""
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from multiprocessing.sharedctypes import RawArray
+
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel.hooks import WALK_POINTS, ScriptedWalker
+from lpw_mp.kernel.machine import SLOT_STRIDE, Aborted
+from lpw_mp.kernel.memory_model import MODELS, WRITE_ONCE, Setting, fence, note
+
+#: Paths, in the order reports list them: what the slot holds before, and the operation.
+PATHS = {"zap-leaf": (ptm.LEAF, "zap_pmd"), "free-table": (ptm.TABLE, "zap_pmd"),
+         "split": (ptm.LEAF, "split"), "collapse": (ptm.TABLE, "collapse")}
+PATH_TEXT = {"zap-leaf": "munmap of a THP (ZAP_LEAF)",
+             "free-table": "munmap of a PTE table (FREE_TABLE)",
+             "split": "split (pmdp_invalidate)", "collapse": "collapse (pmdp_collapse_flush)"}
+#: The walker under test, the slot it walks and the PTE it reads there.
+WALKER, SLOT, SUB = 1, 1, 3
+#: Each schedule runs this many times: a strategy may act on every other operation.
+REPEATS = 2
+#: How long the walker may take to reach its point while the coordinator is stopped; a
+#: walker that waits for the updater (a lock it holds) is let on once the updater goes on.
+WALKER_BOUND = 1.0
+#: A coordinator that waits on something other than an IPI or a grace period (a strategy's
+#: own ``wait_event``) for this long is taken to wait for the walker.
+OWN_WAIT_BOUND = 0.3
+#: Steps per operation beyond which check stops (a strategy that loops without end).
+MAX_STEPS = 400
+
+# The coordinator's side of the handshake, in ``Script.state``.
+S_EVENT, S_PATH, S_POINT, S_REP, S_STEP, S_REACHED, S_NO, S_FINISHED = range(8)
+PAUSED, DONE = 1, 2
+
+
+class Script:
+    """The schedules, run in the coordinator (``Updater``); shared objects are made here,
+    before the fork."""
+
+    def __init__(self, ctx, paths, points, repeats: int = REPEATS):
+        self.paths = list(paths)
+        self.points = list(points)
+        self.repeats = repeats
+        self.event = ctx.Semaphore(0)
+        self.resume = ctx.Semaphore(0)
+        self.state = RawArray("q", 8)
+        self.label = RawArray("c", 240)
+        self._target = -1
+        self._count = 0
+        self._up = None
+
+    # -- in the coordinator --------------------------------------------------------------------
+
+    def on_step(self, label: str) -> None:
+        """Before every step of the coordinator: stop before the target one."""
+        if self._target < 0:
+            return
+        self._count += 1
+        if self._count - 1 == self._target:
+            text = label.encode()[:len(self.label) - 1]
+            self.label.value = text
+            self._post(PAUSED)
+
+    def _post(self, event: int) -> None:
+        self.state[S_EVENT] = event
+        self.event.release()
+        up = self._up
+        up.m.wait_bounded(self.resume.acquire, up.timeout, "check's parent",
+                          lambda: Aborted("check's parent did not answer"))
+
+    def run(self, up) -> dict:
+        self._up = up
+        state, number = self.state, 0
+        for p, path in enumerate(self.paths):
+            kind, op = PATHS[path]
+            for point in self.points:
+                for rep in range(self.repeats):
+                    for k in range(MAX_STEPS):
+                        prepare(up, SLOT, kind)
+                        number += 1
+                        state[S_PATH], state[S_POINT], state[S_REP] = p, point, rep
+                        state[S_STEP], state[S_NO] = k, number
+                        note(f"--- schedule {number}")
+                        self._count, self._target = 0, k
+                        getattr(up, op)(SLOT)
+                        up.tlb_finish_mmu()
+                        up.rcu_barrier()
+                        self._target = -1
+                        fence()
+                        note(f"--- schedule {number} ends")
+                        reached = self._count > k
+                        state[S_REACHED] = int(reached)
+                        self._post(DONE)
+                        if not reached:
+                            break
+        state[S_FINISHED] = 1
+        state[S_EVENT] = DONE
+        self.event.release()
+        return {"schedules": number}
+
+
+def prepare(up, slot: int, kind: int) -> None:
+    """Map ``slot`` as ``kind`` again, with nobody walking it: free what it held at once."""
+    pt = up.pt
+    old = pt.pmd(slot)
+    WRITE_ONCE(pt.pmds, slot, 0)
+    if ptm.pmd_kind(old) == ptm.TABLE:
+        pt.pte_free(ptm.pmd_index(old))
+    elif ptm.pmd_kind(old) != ptm.NONE:
+        pt.retire_slot(slot)
+    if kind == ptm.LEAF:
+        pt.set_pmd_leaf(slot)
+    else:
+        pt.set_pmd_table(slot, pt.pte_alloc_one(slot))
+    fence()
+
+
+# -- the parent's side --------------------------------------------------------------------------
+
+@dataclass
+class Schedule:
+    """One schedule that let a walker use freed memory, as a counterexample."""
+    path: str
+    model: str
+    point: int
+    step: int
+    rep: int
+    number: int
+    label: str
+    violations: list
+    steps: list = field(default_factory=list)
+
+    def describe(self) -> str:
+        head = (f"{PATH_TEXT[self.path]} of slot {SLOT} under {self.model}: CPU {WALKER} began "
+                f"a walk of slot {SLOT} when the coordinator was about to run step "
+                f"{self.step + 1} ({self.label}), and stopped {WALK_POINTS[self.point]}; "
+                f"the coordinator went on")
+        kinds = ", ".join(sorted({v["kind"] for v in self.violations})) or "a violation"
+        return f"{head}. CPU {WALKER} then used freed memory: {kinds}."
+
+
+@dataclass
+class PathVerdict:
+    path: str
+    model: str
+    schedules: int = 0
+    violations: int = 0
+    first: Schedule = None
+
+
+def check_schedules(cfg, strategy, model: str, points=None, paths=None, ctx=None,
+                    repeats: int = REPEATS) -> dict:
+    """Run every schedule of ``paths`` under ``model``; ``{path: PathVerdict}``."""
+    paths = list(paths or PATHS)
+    points = list(points or WALK_POINTS)
+    log_dir = tempfile.mkdtemp(prefix="lpw_mp-check-")
+    try:
+        hook = ScriptedWalker(ctx or _ctx(cfg), cpu=WALKER)
+        emu = Emulator(cfg, strategy, hooks=[hook], ctx=ctx,
+                       memory=Setting(model, adversarial=True, log_dir=log_dir))
+        script = Script(emu.ctx, paths, points, repeats)
+        verdicts = {path: PathVerdict(path, model) for path in paths}
+        failing = []
+        with emu:
+            emu.start_coordinator(script=script)
+            _drive(emu, script, hook, model, verdicts, failing)
+            emu.wait_coordinator()
+        for schedule in failing:
+            schedule.steps = read_steps(log_dir, schedule.number)
+        return verdicts
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _ctx(cfg):
+    import multiprocessing
+    return multiprocessing.get_context(cfg.start_method)
+
+
+def _drive(emu, script, hook, model, verdicts, failing) -> None:
+    """The parent's half of every schedule."""
+    m, state, checker = emu.machine, script.state, emu.checker
+    bound = emu.cfg.ipi_timeout
+    while True:
+        _wait(emu, script.event.acquire, bound, "the coordinator to reach its next step")
+        if state[S_FINISHED]:
+            return
+        path = script.paths[state[S_PATH]]
+        verdict = verdicts[path]
+        if state[S_EVENT] == DONE:  # k beyond this operation's steps: nothing to do
+            script.resume.release()
+            continue
+        verdict.schedules += 1
+        before = checker.total()
+        point = state[S_POINT]
+        hook.command(SLOT, SUB, point)
+        m.wake[WALKER].release()
+        paused = hook.paused.acquire(True, WALKER_BOUND)
+        script.resume.release()
+        if not paused:
+            _wait(emu, hook.paused.acquire, bound, f"CPU {WALKER} to reach its point")
+        done = _until_waiting_or_done(emu, script)
+        hook.resume.release()
+        _wait(emu, hook.walked.acquire, bound, f"CPU {WALKER} to end its walk")
+        if not done:
+            _wait(emu, script.event.acquire, bound, "the coordinator to end the schedule")
+        new = checker.total() - before
+        if new:
+            verdict.violations += new
+            if verdict.first is None:
+                verdict.first = Schedule(path, model, point, state[S_STEP], state[S_REP],
+                                         state[S_NO], script.label.value.decode(),
+                                         checker.violations()[before:before + new])
+                failing.append(verdict.first)
+        script.resume.release()
+
+
+def _until_waiting_or_done(emu, script) -> bool:
+    """Wait until the coordinator has ended the schedule (True) or waits for the walker
+    (False): an IPI the walker owes, a grace period it holds up, or a wait of the
+    strategy's own that lasts ``OWN_WAIT_BOUND``."""
+    m, rcu = emu.machine, emu.strategy.rcu
+    w, qs = WALKER, WALKER * SLOT_STRIDE
+    waited_since = None
+    deadline = time.monotonic() + emu.cfg.ipi_timeout
+    while True:
+        if script.event.acquire(True, 0.002):
+            return True
+        if m.coord_waiting.value:
+            if m.ipi_gen[w] != m.ack_gen[w] or rcu.qs_owed[qs] != rcu.qs_taken[qs]:
+                return False
+            waited_since = waited_since or time.monotonic()
+            if time.monotonic() - waited_since > OWN_WAIT_BOUND:
+                return False
+        else:
+            waited_since = None
+        emu.raise_if_cpu_died("during check")
+        if time.monotonic() > deadline:
+            raise EmulatorError(f"check: the coordinator neither finished nor waited for CPU "
+                                f"{WALKER} within {emu.cfg.ipi_timeout:g} s: "
+                                f"{emu.describe_coordinator()}")
+
+
+def _wait(emu, acquire, bound: float, what: str) -> None:
+    deadline = time.monotonic() + bound
+    while not acquire(True, 0.05):
+        emu.raise_if_cpu_died("during check")
+        if emu.coord is not None and emu.coord.exitcode is not None:
+            emu.wait_coordinator()  # raises with the coordinator's own error
+            raise EmulatorError("check: the coordinator ended before the schedules did")
+        if time.monotonic() > deadline:
+            raise EmulatorError(f"check: timed out after {bound:g} s waiting for {what}: "
+                                f"{emu.describe_cpus([WALKER])}; {emu.describe_coordinator()}")
+
+
+def read_steps(log_dir: str, number: int) -> list:
+    """``[(who, text)]``: schedule ``number``'s steps, the coordinator's and CPU 1's merged in
+    the order the host's monotonic clock saw them."""
+    def lines(name):
+        try:
+            with open(os.path.join(log_dir, name)) as f:
+                for line in f:
+                    stamp, _, text = line.rstrip("\n").partition(" ")
+                    yield int(stamp), text
+        except FileNotFoundError:
+            return
+    coord = list(lines("coord.log"))
+    where = {text: i for i, (_, text) in enumerate(coord) if text.startswith("--- schedule ")}
+    start = where.get(f"--- schedule {number}")
+    if start is None:
+        return []
+    end = where.get(f"--- schedule {number} ends", len(coord))
+    # The walker may go on after the coordinator's end (it was let go then): its lines run
+    # until the next schedule begins.
+    following = where.get(f"--- schedule {number + 1}")
+    t0 = coord[start][0]
+    t1 = coord[following][0] if following is not None else float("inf")
+    merged = [(t, "coordinator", text) for t, text in coord[start + 1:end]]
+    merged += [(t, f"CPU {WALKER}", text) for t, text in lines(f"cpu{WALKER}.log")
+               if t0 <= t < t1]
+    merged.sort(key=lambda row: row[0])
+    return [(who, text) for _, who, text in merged]
+
+
+# -- stress ------------------------------------------------------------------------------------
+
+#: The stress run under each model: the documented demonstration's workload (README,
+#: "Catching the race"), shorter.
+STRESS = dict(cpus=6, memory=8 << 20, op="mixed", walk_rate=3000.0, walk_window=100e-6,
+              pte_fraction=0.5)
+
+
+@dataclass
+class StressVerdict:
+    model: str
+    ops: int
+    violations: int
+    by_kind: dict
+    walks_held: int
+
+
+def stress(cfg, strategy, model: str, ops: int, ctx=None) -> StressVerdict:
+    """A mixed run of ``ops`` operations on CPUs walking back to back at random, under
+    ``model`` with random drains and stale loads."""
+    with Emulator(cfg, strategy, ctx=ctx, memory=Setting(model)) as emu:
+        emu.start_coordinator(op="mixed")
+        out = emu.wait_coordinator()
+        held = out["stats"]["walkers"].get("held", 0)
+        time.sleep(0.05)  # a walker's report of its last window lands
+        return StressVerdict(model, ops, emu.checker.total(), emu.checker.by_kind(), held)
+
+
+__all__ = ["MODELS", "PATHS", "check_schedules", "stress"]
