@@ -43,9 +43,12 @@ REPEATS = 2
 #: How long the walker may take to reach its point while the coordinator is stopped; a
 #: walker that waits for the updater (a lock it holds) is let on once the updater goes on.
 WALKER_BOUND = 1.0
-#: A coordinator that waits on something other than an IPI or a grace period (a strategy's
-#: own ``wait_event``) for this long is taken to wait for the walker.
-OWN_WAIT_BOUND = 0.3
+#: A coordinator in a strategy's own wait (``Updater.wait_event``) whose condition was found
+#: false this many times with the walker stopped (nothing else moves: the other CPUs are
+#: idle) waits for the walker.
+OWN_WAIT_POLLS = 3
+#: A coordinator that waits on anything else this long is taken to wait for the walker.
+OTHER_WAIT_BOUND = 0.3
 #: Steps per operation beyond which check stops (a strategy that loops without end).
 MAX_STEPS = 400
 
@@ -242,16 +245,19 @@ def _until_waiting_or_done(emu, script) -> bool:
     strategy's own that lasts ``OWN_WAIT_BOUND``."""
     m, rcu = emu.machine, emu.strategy.rcu
     w, qs = WALKER, WALKER * SLOT_STRIDE
-    waited_since = None
+    waited_since, polls = None, m.coord_polls.value
     deadline = time.monotonic() + emu.cfg.ipi_timeout
     while True:
         if script.event.acquire(True, 0.002):
             return True
-        if m.coord_waiting.value:
+        waiting = m.coord_waiting.value
+        if waiting == 2 and m.coord_polls.value - polls >= OWN_WAIT_POLLS:
+            return False
+        if waiting == 1:
             if m.ipi_gen[w] != m.ack_gen[w] or rcu.qs_owed[qs] != rcu.qs_taken[qs]:
                 return False
             waited_since = waited_since or time.monotonic()
-            if time.monotonic() - waited_since > OWN_WAIT_BOUND:
+            if time.monotonic() - waited_since > OTHER_WAIT_BOUND:
                 return False
         else:
             waited_since = None

@@ -11,7 +11,7 @@ from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.machine import NSTATS, ST_WALKS, Aborted, WaitTimeout
-from lpw_mp.kernel.memory_model import fence, step
+from lpw_mp.kernel.memory_model import fence, quiet, step
 from lpw_mp.kernel.mmu_gather import MMUGather
 
 OPS = ("munmap", "split", "collapse", "mixed")
@@ -284,36 +284,25 @@ class Updater:
     def wait_event(self, condition, what: str, timeout: float = None) -> None:
         """For strategies that wait on something of their own (a flag, a sequence count):
         block until ``condition()`` is true, polling, bounded by the run's ``--ipi-timeout``
-        (``WaitTimeout`` naming ``what`` when it expires), beating the watchdog and seeing an
-        abort. ``check`` knows the coordinator waits while it is in here."""
+        (``EventTimeout`` naming ``what`` when it expires), beating the watchdog and seeing an
+        abort. The first evaluation's accesses are steps (``check`` may stop the coordinator
+        between them); later polls are one wait, and ``check`` sees the coordinator waiting
+        (``coord_waiting`` 2) and how often a poll found the condition false."""
+        if condition():
+            return
+        m = self.m
+        polls = m.coord_polls
+
         def poll(block, seconds):
-            if condition():
-                return True
-            time.sleep(min(seconds, 0.001))
-            return condition()
+            with quiet():
+                if condition():
+                    return True
+            polls.value += 1
+            time.sleep(min(seconds, 0.0005))
+            return False
         bound = self.timeout if timeout is None else timeout
-        self.m.wait_bounded(poll, bound, what, lambda: EventTimeout(bound, what))
-
-    def _mixed(self, slots, nops: int, seed: int) -> None:
-        """A long-running guest with khugepaged: split leaves, collapse tables, unmap and fault
-        slots back in, on random slots, ``nops`` times."""
-        rng = random.Random(f"{seed}/mixed")
-        self.progress[P_TOTAL] = nops
-        slots = list(slots)
-        for _ in range(nops):
-            slot = rng.choice(slots)
-            kind = ptm.pmd_kind(self.pt.pmd(slot))
-            roll = rng.random()
-            if kind == ptm.NONE:
-                self.fault(slot, table=roll < 0.5)
-            elif roll < 0.15:
-                self.zap_pmd(slot)
-                self.tlb_finish_mmu()
-            elif kind == ptm.LEAF:
-                self.split(slot)
-            else:
-                self.collapse(slot)
-            self.rcu.rcu_process_callbacks(self)
-            self.progress[P_DONE] += 1
-
-
+        m.coord_waiting.value = 2
+        try:
+            m.wait_bounded(poll, bound, what, lambda: EventTimeout(bound, what))
+        finally:
+            m.coord_waiting.value = 0

@@ -174,6 +174,8 @@ class Machine:
         #: Set while the coordinator blocks in a bounded wait (an IPI round, a grace period, a
         #: lock): ``check`` releases a paused walker once the coordinator waits for it.
         self.coord_waiting = RawValue("b", 0)
+        #: Polls of a strategy's own wait (``Updater.wait_event``) that found it not over.
+        self.coord_polls = RawValue("q", 0)
         self._all_cpus = list(range(ncpus))
         self._rounds = 0  # IPI rounds sent; only the coordinator sends
 
@@ -243,7 +245,8 @@ class Machine:
         awaited is certain to arrive (the wait then goes on, one poll at a time)."""
         deadline = Deadline(timeout)
         beat, abort = self.coord_beat, self.abort
-        waiting, self.coord_waiting.value = self.coord_waiting.value, 1
+        waiting = self.coord_waiting.value
+        self.coord_waiting.value = waiting or 1
         try:
             self._wait_bounded(acquire, deadline, what, expired, beat, abort)
         finally:

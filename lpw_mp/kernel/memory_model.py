@@ -14,7 +14,8 @@ emulator can interpose on them. Each process runs one memory model (``--memory-m
   at random points. A load reads its own CPU's newest buffered store to the same word first.
   So a store followed by a load of another word can be reordered, as on x86.
 - ``weak``: as ``tso``, plus what POWER allows and ``tso`` does not. Buffered stores drain in
-  any order (store->store) unless ``smp_wmb()`` or a release store separates them; a load may
+  any order (store->store; in ``check``'s worst schedule a store passes every earlier buffered
+  one it may) unless ``smp_wmb()`` or a release store separates them; a load may
   return the value this CPU read before from the same word (load->load), unless ``smp_rmb()``,
   ``smp_mb()`` or an acquire load came between; non-value-returning atomics (``atomic_inc``,
   ``atomic_dec``) are unordered and buffered too, while value-returning ones are fully ordered.
@@ -33,6 +34,7 @@ import os
 import random
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 MODELS = ("sc", "tso", "weak")
@@ -182,6 +184,10 @@ class Model:
         self.drain()
         self.cache.clear()
 
+    def _may_pass(self, words, i) -> bool:
+        return all(e[0] == self.epoch and not (e[1] is words and e[2] == i)
+                   for e in self.pending)
+
     def forwarded(self, words, i):
         for entry in reversed(self.pending):
             if entry[1] is words and entry[2] == i:
@@ -225,6 +231,13 @@ class Model:
         self.cache.pop((id(words), i), None)  # a CPU sees its own stores: coherence
         if release and self.weak:
             self.epoch += 1  # after every earlier store; later ones may still pass it
+        if self.weak and self.adversarial and self.pending and self._may_pass(words, i):
+            # The worst legal order for store->store: this store is visible before the
+            # earlier ones still buffered (none is to its word, no barrier between).
+            words[i] = value
+            self.note(f"  visible at once, before {len(self.pending)} earlier buffered "
+                      f"store(s)")
+            return
         self.pending.append([self.epoch, words, i, value])
         if len(self.pending) > CAPACITY:
             self._drain_one()
@@ -274,6 +287,22 @@ def note(text: str) -> None:
     """Log what happened (a value used, a violation seen) without making it a step."""
     if _mm is not None:
         _mm.note(text)
+
+
+@contextmanager
+def quiet():
+    """Accesses in the block are not steps (a wait's repeated polls): ``check`` stops no
+    process inside, and logs nothing."""
+    mm = _mm
+    if mm is None:
+        yield
+        return
+    hooks = mm.on_step, mm.log
+    mm.on_step = mm.log = None
+    try:
+        yield
+    finally:
+        mm.on_step, mm.log = hooks
 
 
 def full_barrier() -> None:

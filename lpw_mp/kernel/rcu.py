@@ -160,6 +160,10 @@ class RCU:
     def _start_gp(self, up) -> None:
         """Open a grace period: every CPU owes a quiescent state, except those seen idle."""
         self._gp_start = time.perf_counter()
+        # rcu_gp_init()'s full barrier: every store before call_rcu (the PMD clear, still in
+        # the store buffer under --memory-model tso or weak) is visible before any CPU can
+        # owe, and report, a quiescent state for this grace period.
+        fence()
         self.coordinator = up
         m = self.m
         n, owed, idle = m.ncpus, self.qs_owed, self.idle
