@@ -306,3 +306,27 @@ class Updater:
             m.wait_bounded(poll, bound, what, lambda: EventTimeout(bound, what))
         finally:
             m.coord_waiting.value = 0
+
+    def _mixed(self, slots, nops: int, seed: int) -> None:
+        """A long-running guest with khugepaged: split leaves, collapse tables, unmap and fault
+        slots back in, on random slots, ``nops`` times."""
+        rng = random.Random(f"{seed}/mixed")
+        self.progress[P_TOTAL] = nops
+        slots = list(slots)
+        for _ in range(nops):
+            slot = rng.choice(slots)
+            kind = ptm.pmd_kind(self.pt.pmd(slot))
+            roll = rng.random()
+            if kind == ptm.NONE:
+                self.fault(slot, table=roll < 0.5)
+            elif roll < 0.15:
+                self.zap_pmd(slot)
+                self.tlb_finish_mmu()
+            elif kind == ptm.LEAF:
+                self.split(slot)
+            else:
+                self.collapse(slot)
+            self.rcu.rcu_process_callbacks(self)
+            self.progress[P_DONE] += 1
+
+
