@@ -120,6 +120,14 @@ class IPISkipsIRQsOff(IPIStrategy):
         up.broadcast([cpu for cpu in self.m.mm_cpumask() if not self.m.irq_off[cpu]])
 
 
+class PerCPUSkipsLastCPU(PerCPUStrategy):
+    """Targeting: the scan stops one CPU short (an off-by-one in the cpumask loop)."""
+    name = "mutant-percpu-skips-last-cpu"
+
+    def walking_cpus(self, cpus):
+        return super().walking_cpus(cpus[:-1])
+
+
 class IPIEveryOther(IPIStrategy):
     """Skipping: serialises every other THP only."""
     name = "mutant-ipi-every-other"
@@ -145,5 +153,6 @@ MUTANTS = {
     V58HoldWalkers: None,
     V58EarlyFree: None,
     IPISkipsIRQsOff: None,
+    PerCPUSkipsLastCPU: None,
     IPIEveryOther: None,
 }

@@ -5,11 +5,12 @@ A schedule is one operation on one slot (a path: zap of a huge leaf, free of a P
 split, collapse) with the coordinator stopped before its k-th step (every memory-model
 primitive, IPI round, grace period and destructive step is one) while CPU 1 walks that slot
 and stops at one point of its IRQ-off window (before its PMD read, after it, or holding the
-pointer). The coordinator then goes on; CPU 1 is let go once the coordinator waits for it (an
-IPI it owes, a grace period it holds up) or has finished, so a strategy that does not wait
+pointer). The coordinator then goes on; the walker is let go once the coordinator waits for it
+(an IPI it owes, a grace period it holds up) or has finished, so a strategy that does not wait
 reaches its destructive step while the walker is still inside: the checker sees it. k runs
-from 0 until the operation has fewer steps, every walker point, each schedule twice (a
-strategy that serialises every other operation is caught too). Under ``tso`` and ``weak`` the
+from 0 until the operation has fewer steps, every walker point, each schedule three times with
+the walk on CPU 1, 2 and 0 in turn (a strategy that targets the wrong CPU, or serialises every
+other operation, is caught too). Under ``tso`` and ``weak`` the
 schedule is the worst legal one: stores stay buffered until something forces them out and
 weak loads return an earlier value whenever they may (``memory_model``).
 
@@ -36,10 +37,11 @@ PATHS = {"zap-leaf": (ptm.LEAF, "zap_pmd"), "free-table": (ptm.TABLE, "zap_pmd")
 PATH_TEXT = {"zap-leaf": "munmap of a THP (ZAP_LEAF)",
              "free-table": "munmap of a PTE table (FREE_TABLE)",
              "split": "split (pmdp_invalidate)", "collapse": "collapse (pmdp_collapse_flush)"}
-#: The walker under test, the slot it walks and the PTE it reads there.
-WALKER, SLOT, SUB = 1, 1, 3
-#: Each schedule runs this many times: a strategy may act on every other operation.
-REPEATS = 2
+#: The slot walked and the PTE read there.
+SLOT, SUB = 1, 3
+#: The CPU that walks in each repeat of a schedule: each CPU in turn, so that a strategy that
+#: leaves one out, or acts on every other operation, meets a walker it fails.
+WALKERS = (1, 2, 0)
 #: How long the walker may take to reach its point while the coordinator is stopped; a
 #: walker that waits for the updater (a lock it holds) is let on once the updater goes on.
 WALKER_BOUND = 1.0
@@ -53,7 +55,7 @@ OTHER_WAIT_BOUND = 0.3
 MAX_STEPS = 400
 
 # The coordinator's side of the handshake, in ``Script.state``.
-S_EVENT, S_PATH, S_POINT, S_REP, S_STEP, S_REACHED, S_NO, S_FINISHED = range(8)
+S_EVENT, S_PATH, S_POINT, S_REP, S_STEP, S_REACHED, S_NO, S_FINISHED, S_CPU = range(9)
 PAUSED, DONE = 1, 2
 
 
@@ -61,13 +63,13 @@ class Script:
     """The schedules, run in the coordinator (``Updater``); shared objects are made here,
     before the fork."""
 
-    def __init__(self, ctx, paths, points, repeats: int = REPEATS):
+    def __init__(self, ctx, paths, points, walkers=WALKERS):
         self.paths = list(paths)
         self.points = list(points)
-        self.repeats = repeats
+        self.walkers = list(walkers)
         self.event = ctx.Semaphore(0)
         self.resume = ctx.Semaphore(0)
-        self.state = RawArray("q", 8)
+        self.state = RawArray("q", 9)
         self.label = RawArray("c", 240)
         self._target = -1
         self._count = 0
@@ -98,11 +100,12 @@ class Script:
         for p, path in enumerate(self.paths):
             kind, op = PATHS[path]
             for point in self.points:
-                for rep in range(self.repeats):
+                for rep, cpu in enumerate(self.walkers):
                     for k in range(MAX_STEPS):
                         prepare(up, SLOT, kind)
                         number += 1
                         state[S_PATH], state[S_POINT], state[S_REP] = p, point, rep
+                        state[S_CPU] = cpu
                         state[S_STEP], state[S_NO] = k, number
                         note(f"--- schedule {number}")
                         self._count, self._target = 0, k
@@ -146,6 +149,7 @@ class Schedule:
     """One schedule that let a walker use freed memory, as a counterexample."""
     path: str
     model: str
+    cpu: int
     point: int
     step: int
     rep: int
@@ -155,12 +159,12 @@ class Schedule:
     steps: list = field(default_factory=list)
 
     def describe(self) -> str:
-        head = (f"{PATH_TEXT[self.path]} of slot {SLOT} under {self.model}: CPU {WALKER} began "
+        head = (f"{PATH_TEXT[self.path]} of slot {SLOT} under {self.model}: CPU {self.cpu} began "
                 f"a walk of slot {SLOT} when the coordinator was about to run step "
                 f"{self.step + 1} ({self.label}), and stopped {WALK_POINTS[self.point]}; "
                 f"the coordinator went on")
         kinds = ", ".join(sorted({v["kind"] for v in self.violations})) or "a violation"
-        return f"{head}. CPU {WALKER} then used freed memory: {kinds}."
+        return f"{head}. CPU {self.cpu} then used freed memory: {kinds}."
 
 
 @dataclass
@@ -172,25 +176,25 @@ class PathVerdict:
     first: Schedule = None
 
 
-def check_schedules(cfg, strategy, model: str, points=None, paths=None, ctx=None,
-                    repeats: int = REPEATS) -> dict:
+def check_schedules(cfg, strategy, model: str, points=None, paths=None, ctx=None) -> dict:
     """Run every schedule of ``paths`` under ``model``; ``{path: PathVerdict}``."""
     paths = list(paths or PATHS)
     points = list(points or WALK_POINTS)
     log_dir = tempfile.mkdtemp(prefix="lpw_mp-check-")
     try:
-        hook = ScriptedWalker(ctx or _ctx(cfg), cpu=WALKER)
-        emu = Emulator(cfg, strategy, hooks=[hook], ctx=ctx,
+        ctx = ctx or _ctx(cfg)
+        hooks = [ScriptedWalker(ctx, cpu=cpu) for cpu in range(cfg.cpus)]
+        emu = Emulator(cfg, strategy, hooks=hooks, ctx=ctx,
                        memory=Setting(model, adversarial=True, log_dir=log_dir))
-        script = Script(emu.ctx, paths, points, repeats)
+        script = Script(emu.ctx, paths, points, [c for c in WALKERS if c < cfg.cpus])
         verdicts = {path: PathVerdict(path, model) for path in paths}
         failing = []
         with emu:
             emu.start_coordinator(script=script)
-            _drive(emu, script, hook, model, verdicts, failing)
+            _drive(emu, script, hooks, model, verdicts, failing)
             emu.wait_coordinator()
         for schedule in failing:
-            schedule.steps = read_steps(log_dir, schedule.number)
+            schedule.steps = read_steps(log_dir, schedule.number, schedule.cpu)
         return verdicts
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -201,7 +205,7 @@ def _ctx(cfg):
     return multiprocessing.get_context(cfg.start_method)
 
 
-def _drive(emu, script, hook, model, verdicts, failing) -> None:
+def _drive(emu, script, hooks, model, verdicts, failing) -> None:
     """The parent's half of every schedule."""
     m, state, checker = emu.machine, script.state, emu.checker
     bound = emu.cfg.ipi_timeout
@@ -216,35 +220,36 @@ def _drive(emu, script, hook, model, verdicts, failing) -> None:
             continue
         verdict.schedules += 1
         before = checker.total()
-        point = state[S_POINT]
+        point, cpu = state[S_POINT], state[S_CPU]
+        hook = hooks[cpu]
         hook.command(SLOT, SUB, point)
-        m.wake[WALKER].release()
+        m.wake[cpu].release()
         paused = hook.paused.acquire(True, WALKER_BOUND)
         script.resume.release()
         if not paused:
-            _wait(emu, hook.paused.acquire, bound, f"CPU {WALKER} to reach its point")
-        done = _until_waiting_or_done(emu, script)
+            _wait(emu, hook.paused.acquire, bound, f"CPU {cpu} to reach its point", cpu)
+        done = _until_waiting_or_done(emu, script, cpu)
         hook.resume.release()
-        _wait(emu, hook.walked.acquire, bound, f"CPU {WALKER} to end its walk")
+        _wait(emu, hook.walked.acquire, bound, f"CPU {cpu} to end its walk", cpu)
         if not done:
-            _wait(emu, script.event.acquire, bound, "the coordinator to end the schedule")
+            _wait(emu, script.event.acquire, bound, "the coordinator to end the schedule", cpu)
         new = checker.total() - before
         if new:
             verdict.violations += new
             if verdict.first is None:
-                verdict.first = Schedule(path, model, point, state[S_STEP], state[S_REP],
+                verdict.first = Schedule(path, model, cpu, point, state[S_STEP], state[S_REP],
                                          state[S_NO], script.label.value.decode(),
                                          checker.violations()[before:before + new])
                 failing.append(verdict.first)
         script.resume.release()
 
 
-def _until_waiting_or_done(emu, script) -> bool:
+def _until_waiting_or_done(emu, script, w: int) -> bool:
     """Wait until the coordinator has ended the schedule (True) or waits for the walker
     (False): an IPI the walker owes, a grace period it holds up, or a wait of the
     strategy's own that lasts ``OWN_WAIT_BOUND``."""
     m, rcu = emu.machine, emu.strategy.rcu
-    w, qs = WALKER, WALKER * SLOT_STRIDE
+    qs = w * SLOT_STRIDE
     waited_since, polls = None, m.coord_polls.value
     deadline = time.monotonic() + emu.cfg.ipi_timeout
     while True:
@@ -264,11 +269,11 @@ def _until_waiting_or_done(emu, script) -> bool:
         emu.raise_if_cpu_died("during check")
         if time.monotonic() > deadline:
             raise EmulatorError(f"check: the coordinator neither finished nor waited for CPU "
-                                f"{WALKER} within {emu.cfg.ipi_timeout:g} s: "
+                                f"{w} within {emu.cfg.ipi_timeout:g} s: "
                                 f"{emu.describe_coordinator()}")
 
 
-def _wait(emu, acquire, bound: float, what: str) -> None:
+def _wait(emu, acquire, bound: float, what: str, cpu: int = 1) -> None:
     deadline = time.monotonic() + bound
     while not acquire(True, 0.05):
         emu.raise_if_cpu_died("during check")
@@ -277,12 +282,12 @@ def _wait(emu, acquire, bound: float, what: str) -> None:
             raise EmulatorError("check: the coordinator ended before the schedules did")
         if time.monotonic() > deadline:
             raise EmulatorError(f"check: timed out after {bound:g} s waiting for {what}: "
-                                f"{emu.describe_cpus([WALKER])}; {emu.describe_coordinator()}")
+                                f"{emu.describe_cpus([cpu])}; {emu.describe_coordinator()}")
 
 
-def read_steps(log_dir: str, number: int) -> list:
-    """``[(who, text)]``: schedule ``number``'s steps, the coordinator's and CPU 1's merged in
-    the order the host's monotonic clock saw them."""
+def read_steps(log_dir: str, number: int, cpu: int) -> list:
+    """``[(who, text)]``: schedule ``number``'s steps, the coordinator's and the walking CPU's
+    merged in the order the host's monotonic clock saw them."""
     def lines(name):
         try:
             with open(os.path.join(log_dir, name)) as f:
@@ -303,7 +308,7 @@ def read_steps(log_dir: str, number: int) -> list:
     t0 = coord[start][0]
     t1 = coord[following][0] if following is not None else float("inf")
     merged = [(t, "coordinator", text) for t, text in coord[start + 1:end]]
-    merged += [(t, f"CPU {WALKER}", text) for t, text in lines(f"cpu{WALKER}.log")
+    merged += [(t, f"CPU {cpu}", text) for t, text in lines(f"cpu{cpu}.log")
                if t0 <= t < t1]
     merged.sort(key=lambda row: row[0])
     return [(who, text) for _, who, text in merged]
