@@ -214,7 +214,8 @@ def test_rcu_is_an_alias_of_v58_and_all_lists_each_profile_once():
     """parse_strategies resolves the old name rcu to v5.8 (for one release); all is every
     profile, no alias; a configuration built in code resolves it too."""
     from conftest import small_config
-    from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
+    from lpw_mp.harness.plugins import parse_strategies
+    from lpw_mp.kernel.strategies import STRATEGIES
     assert parse_strategies("rcu") == ["v5.8"]
     assert parse_strategies("rcu,v5.8,ipi") == ["v5.8", "ipi"]
     assert parse_strategies("all") == list(STRATEGIES) == [

@@ -10,12 +10,13 @@ import re
 import sys
 
 from lpw_mp.harness.config import MAX_REPEAT, START_METHODS, Config, ConfigError
+from lpw_mp.harness.plugins import parse_strategies
 from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.kernel.memory_model import MODELS
-from lpw_mp.kernel.strategies import STRATEGIES, parse_strategies
+from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import FORMATS, Format, FormatError
 # parse_int and parse_float are imported from here by the subcommands.
 from lpw_mp.units import parse_duration, parse_float, parse_int, parse_size
