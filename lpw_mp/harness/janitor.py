@@ -21,6 +21,8 @@ import subprocess
 import sys
 import time
 
+from lpw_mp.kernel.strategies.base import Strategy
+
 #: What the janitor runs: read names until the parent's end of the pipe closes, then unlink.
 _JANITOR = """
 import sys
@@ -37,7 +39,8 @@ JANITOR_TIMEOUT = 5.0
 
 def semaphore_names(obj, seen=None) -> set:
     """The names of every named semaphore reachable from ``obj`` through lpw_mp's and
-    multiprocessing's objects, lists, tuples and dicts (under fork there are none)."""
+    multiprocessing's objects, lists, tuples and dicts (under fork there are none). A
+    strategy from outside the package is walked too: its RCU and its own locks are in it."""
     seen = set() if seen is None else seen
     if id(obj) in seen:
         return set()
@@ -49,8 +52,8 @@ def semaphore_names(obj, seen=None) -> set:
         items = obj
     elif isinstance(obj, dict):
         items = obj.values()
-    elif type(obj).__module__.startswith(("lpw_mp", "multiprocessing")) and \
-            hasattr(obj, "__dict__"):
+    elif (isinstance(obj, Strategy) or type(obj).__module__.startswith(
+            ("lpw_mp", "multiprocessing"))) and hasattr(obj, "__dict__"):
         items = vars(obj).values()
     else:
         return set()
