@@ -18,7 +18,7 @@ from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results.folders import write_run
 from lpw_mp.results.repeats import interval_text
 from lpw_mp.results.tables import format_terminal
-from lpw_mp.results.verdicts import annotate, exit_status
+from lpw_mp.results.verdicts import annotate, exit_status, shown_names
 from lpw_mp.harness.runner import run
 from lpw_mp.kernel.strategies import STRATEGIES, canonical
 from lpw_mp.units import format_duration, format_size
@@ -111,7 +111,8 @@ def compare_rows(result: dict) -> list:
     rows = []
     # Each strategy once, though ipi and v5.8 have two published figures each: the loop below
     # gives a strategy a row per figure.
-    names = dict.fromkeys([canonical(n) for n in result["config"]["strategies"]]
+    asked = shown_names(result["config"]["strategies"], result["legs"])
+    names = dict.fromkeys([canonical(n) for n in asked]
                           + [p.strategy for p in PUBLISHED])
     for name in names:
         leg = legs.get(name)

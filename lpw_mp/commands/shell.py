@@ -10,7 +10,7 @@ import re
 import sys
 
 from lpw_mp.harness.config import MAX_REPEAT, START_METHODS, Config, ConfigError
-from lpw_mp.harness.plugins import parse_strategies
+from lpw_mp.harness.plugins import FORMS, parse_strategies, strategy_class
 from lpw_mp.harness.resources import preflight
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
@@ -69,7 +69,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", type=_typed(parse_strategies, "strategy"),
                    default=d.strategies, dest="strategies",
                    help=f"comma-separated kernel profiles from {', '.join(STRATEGIES)}, or "
-                        f"all; rcu is an alias of v5.8 (default {','.join(d.strategies)})")
+                        f"all (the built-ins only); rcu is an alias of v5.8; mixed with them, "
+                        f"strategies of your own: {FORMS} (README, 'Bring your own "
+                        f"strategy') (default {','.join(d.strategies)})")
     p.add_argument("--op", choices=OPS, default=d.op,
                    help="operation the coordinator performs over the region (default munmap)")
     p.add_argument("--ops", type=_typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
@@ -136,7 +138,7 @@ def resolve_strategy(spec: str) -> tuple:
         raise UsageError(str(exc)) from None
     if len(names) != 1:
         raise UsageError(f"name one strategy, not {len(names)}")
-    return STRATEGIES[names[0]], names[0]
+    return strategy_class(names[0]), names[0]
 
 
 def config_from_args(args) -> Config:

@@ -10,7 +10,6 @@ from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.kernel.memory_model import MODELS
-from lpw_mp.kernel.strategies import STRATEGIES, canonical
 from lpw_mp.units import format_duration, format_size
 
 # Every numeric option's range (README, Options): counts and sizes bound what a run allocates
@@ -122,10 +121,9 @@ class Config:
                               f"--pte-fraction or --thp-size")
         if not self.strategies:
             raise ConfigError("no strategy given")
-        self.strategies = [canonical(name) for name in self.strategies]
-        for name in self.strategies:
-            if name not in STRATEGIES:
-                raise ConfigError(f"unknown strategy {name!r}")
+        # Not at the top: the plugins' error is this module's ConfigError.
+        from lpw_mp.harness.plugins import resolve
+        self.strategies = resolve(self.strategies)
         if self.op not in OPS:
             raise ConfigError(f"unknown --op {self.op!r} (choose from {', '.join(OPS)})")
         _check(self.walk_rate, "--walk-rate", 0.0, MAX_WALK_RATE,

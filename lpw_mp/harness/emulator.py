@@ -24,6 +24,7 @@ import psutil
 
 from lpw_mp.harness.child import CoordinatorArgs, CPUArgs, coordinator_main, cpu_main, run_named
 from lpw_mp.harness.janitor import Janitor
+from lpw_mp.harness.plugins import strategy_class
 from lpw_mp.harness.signals import deferred_signals
 from lpw_mp.kernel.checker import SafetyChecker
 from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_SERIALIZING,
@@ -34,7 +35,6 @@ from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RCU,
                                    DOING_START, HIST_BUCKETS, Deadline, Machine, count_resumes)
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.rcu import RCU
-from lpw_mp.kernel.strategies import STRATEGIES, canonical
 
 #: How long stopping processes may take at each step of the escalation.
 STOP_GRACE = 2.0
@@ -93,10 +93,8 @@ class Emulator:
         self.cfg = cfg
         #: How every process runs memory accesses: ``--memory-model``, or ``check``'s setting.
         self.memory = memory or Setting(cfg.memory_model)
-        if isinstance(strategy, type):  # a class (check, tests), not a name
-            cls = strategy
-        else:
-            cls = STRATEGIES[canonical(strategy)]
+        # A class (check, tests), or a spec, a built-in's name or a plugin's.
+        cls = strategy if isinstance(strategy, type) else strategy_class(strategy)
         self.strategy_name = cls.name
         self.ctx = ctx or multiprocessing.get_context(cfg.start_method)
         count_resumes()  # the parent's watchdogs, too, do not count a stop of the whole job

@@ -18,6 +18,7 @@ import time
 
 from tqdm import tqdm
 
+from lpw_mp.harness.plugins import strategy_class
 from lpw_mp.units import format_duration
 
 # tqdm's monitor is a thread that outlives the bar; a CPU forked while it holds a lock (its
@@ -76,7 +77,8 @@ class TerminalProgress(Progress):
         self.stream = stream
         self.clock = clock
         self.width = width
-        self.strategies = list(cfg.strategies)
+        # By name, as the runner tells each leg (a plugin's spec is not what a user reads).
+        self.strategies = [strategy_class(spec).name for spec in cfg.strategies]
         self.repeat = getattr(cfg, "repeat", 1)
         #: Every leg of the run in order: the strategies once per repeat (runner.run).
         self.legs = self.strategies * self.repeat

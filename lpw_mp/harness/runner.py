@@ -8,13 +8,13 @@ import time
 from lpw_mp import __version__
 from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.hostinfo import host_metadata
+from lpw_mp.harness.plugins import spec_of, strategy_class
 from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE, Progress
 from lpw_mp.harness.signals import Interrupted, interruptible
 from lpw_mp.harness.walkers import measure_walkers
 from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
 from lpw_mp.kernel.cpu import hist_bucket
 from lpw_mp.kernel.machine import HIST_BUCKETS, HIST_STEPS
-from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.results.formats import RESULT
 from lpw_mp.results.repeats import combine, sample_of
 from lpw_mp.results.stats import log_histogram, summarize
@@ -24,18 +24,16 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def leg_result(cfg, name: str, outcome: dict, violations: dict) -> dict:
+def leg_result(cfg, spec: str, outcome: dict, violations: dict) -> dict:
     """Turn a coordinator outcome and walker counters into one row of the result."""
-    cls = STRATEGIES[name]
+    cls = strategy_class(spec)
     st = outcome["stats"]
     walkers = st["walkers"]
     nops = sum(st["ops"].values())
     walks = walkers["walks"]
     wall = st["wall_s"]
     return {
-        "strategy": name,
-        "safe": cls.safe,
-        "kernel": cls.kernel,
+        **_identity(spec),
         "status": "ok",
         "op": cfg.op,
         "ops": st["ops"],
@@ -88,8 +86,8 @@ class Leg:
     """One strategy's leg as the parent sees it: ``run`` it, and if it is cut short (a signal,
     a failure) ``stub`` keeps what was known by then under ``partial``."""
 
-    def __init__(self, cfg, name: str, progress: Progress):
-        self.cfg, self.name, self.progress = cfg, name, progress
+    def __init__(self, cfg, spec: str, progress: Progress):
+        self.cfg, self.spec, self.progress = cfg, spec, progress
         self.emu = None
         self.phase = STARTING
         self.walker_side = None
@@ -100,7 +98,7 @@ class Leg:
     def run(self) -> dict:
         """A fresh machine, the walker phase, the operation under the strategy, its counts."""
         cfg, progress = self.cfg, self.progress
-        self.emu = emu = Emulator(cfg, self.name, on_cpu_started=progress.cpus_started)
+        self.emu = emu = Emulator(cfg, self.spec, on_cpu_started=progress.cpus_started)
         with emu:
             try:
                 if cfg.walker_time:
@@ -116,7 +114,7 @@ class Leg:
                 self.cut_at = time.monotonic()
                 self.progress.stopping()  # the machine is stopped on the way out
                 raise
-            leg = leg_result(cfg, self.name, outcome, violation_summary(emu.checker))
+            leg = leg_result(cfg, self.spec, outcome, violation_summary(emu.checker))
             leg["walker_side"] = self.walker_side
             return leg
 
@@ -127,7 +125,7 @@ class Leg:
 
     def stub(self, status: str, error=None) -> dict:
         """The leg's row, ``failed`` or ``interrupted``, with its ``partial`` figures."""
-        leg = _leg_stub(self.name, status, error)
+        leg = _leg_stub(self.spec, status, error)
         leg["partial"] = self.partial()
         return leg
 
@@ -155,18 +153,25 @@ class Leg:
         return out
 
 
-def _leg_stub(name: str, status: str, error=None) -> dict:
+def _identity(spec: str) -> dict:
+    """Who a leg is: the class's name, as every table shows it, and for a plugin its spec,
+    which a reader needs to run it again (and the tables, to blame it)."""
+    cls = strategy_class(spec)
+    plugin = {"plugin": spec_of(cls)} if spec_of(cls) else {}
+    return {"strategy": cls.name, "safe": cls.safe, "kernel": cls.kernel, **plugin}
+
+
+def _leg_stub(spec: str, status: str, error=None) -> dict:
     """The row of a leg without figures: ``failed``, ``interrupted`` or ``not run``."""
-    leg = {"strategy": name, "safe": STRATEGIES[name].safe, "kernel": STRATEGIES[name].kernel,
-           "status": status}
+    leg = {**_identity(spec), "status": status}
     if error is not None:
         leg["error"] = error
     return leg
 
 
-def _combined_leg(name: str, samples: list, asked: int) -> dict:
-    """The leg of ``name`` over its finished ``samples`` (``repeats.combine``)."""
-    return {**_leg_stub(name, "ok"), **combine(samples), "repeats": len(samples),
+def _combined_leg(spec: str, samples: list, asked: int) -> dict:
+    """The leg of ``spec`` over its finished ``samples`` (``repeats.combine``)."""
+    return {**_leg_stub(spec, "ok"), **combine(samples), "repeats": len(samples),
             "repeats_asked": asked, "samples": samples}
 
 
@@ -188,24 +193,25 @@ def run(cfg, argv=None, progress=None) -> dict:
         "config": cfg.to_dict(), "host": host_metadata(cfg.cpus, cfg.start_method),
         "legs": [], "errors": [],
     }
-    samples = {name: [] for name in cfg.strategies}
+    samples = {spec: [] for spec in cfg.strategies}
     current, cut = None, None   # cut: the stub of the leg that did not finish
     try:
         with interruptible():
             index = 0
             for repeat in range(1, cfg.repeat + 1):
-                for name in cfg.strategies:
+                for spec in cfg.strategies:
                     index += 1
-                    current = Leg(cfg, name, progress)
-                    progress.leg(index, name)
+                    current = Leg(cfg, spec, progress)
+                    progress.leg(index, strategy_class(spec).name)
                     try:
-                        samples[name].append(sample_of(current.run(), repeat))
+                        samples[spec].append(sample_of(current.run(), repeat))
                         current = None   # finished: an interrupt now cuts no leg short
                     except (EmulatorError, OSError, MemoryError) as exc:
                         # OSError, MemoryError: the host refused memory or a process; the
                         # legs that finished must still be reported.
                         error = (str(exc) if isinstance(exc, EmulatorError)
-                                 else f"{type(exc).__name__}: {exc} under strategy {name}")
+                                 else f"{type(exc).__name__}: {exc} under strategy "
+                                    f"{strategy_class(spec).name}")
                         if cfg.repeat > 1:
                             error += f" (repeat {repeat} of {cfg.repeat})"
                         result["status"] = "failed"
@@ -224,15 +230,16 @@ def run(cfg, argv=None, progress=None) -> dict:
             cut = current.stub("interrupted")
     finally:
         progress.close()
-    for name in cfg.strategies:
-        if samples[name]:
-            leg = _combined_leg(name, samples[name], cfg.repeat)
+    for spec in cfg.strategies:
+        name = strategy_class(spec).name
+        if samples[spec]:
+            leg = _combined_leg(spec, samples[spec], cfg.repeat)
             if cut is not None and cut["strategy"] == name:
                 leg["cut"] = cut   # a later repeat of it was cut short
         elif cut is not None and cut["strategy"] == name:
             leg = cut
         else:
-            leg = _leg_stub(name, "not run")
+            leg = _leg_stub(spec, "not run")
         result["legs"].append(leg)
     result["finished"] = now()
     return result

@@ -73,7 +73,7 @@ def title(sweep: dict, metric: str, width: int) -> str:
     ``width`` characters)."""
     name = sweep["vary"][0]["name"].replace("_", "-")
     c = sweep["config"]
-    fixed = [f"{c['op']} under {', '.join(c['strategies'])}"] if metric != "time" else []
+    fixed = [f"{c['op']} under {', '.join(strategies_of(sweep))}"] if metric != "time" else []
     fixed += fixed_parameters(sweep) + [f"seed {c['seed']}"]
     repeat = c.get("repeat", 1)
     fixed.append(f"{repeat} repeats" if repeat > 1 else "1 sample per point")

@@ -67,8 +67,8 @@ PAIRED = {
 
 
 #: What a leg has that its samples do not: who it is, and the verdicts ``annotate`` adds.
-NOT_SAMPLED = ("strategy", "safe", "kernel", "status", "safety", "warnings", "warning_figures",
-               "walker_vs_ipi", "speedup_vs_ipi", "overlap", "intervals")
+NOT_SAMPLED = ("strategy", "plugin", "safe", "kernel", "status", "safety", "warnings",
+               "warning_figures", "walker_vs_ipi", "speedup_vs_ipi", "overlap", "intervals")
 
 
 def sample_of(row: dict, repeat: int) -> dict:

@@ -12,6 +12,7 @@ from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_text, figure
                                     format_figure, interval_meaning)
 from lpw_mp.results.stats import median_interval
 from lpw_mp.results.tables import MARK
+from lpw_mp.results.verdicts import shown_names
 from lpw_mp.units import format_value
 
 #: The parameters a sweep can vary, in the order its description lists the fixed ones
@@ -46,8 +47,13 @@ def problem(sweep: dict):
 
 # -- analysis --------------------------------------------------------------------------------
 
+def legs_of(sweep: dict) -> list:
+    return [leg for point in sweep["points"] for leg in point["legs"]]
+
+
 def strategies_of(sweep: dict) -> list:
-    return list(sweep["config"]["strategies"])
+    """The sweep's strategies by the names its legs show (a plugin's, not its spec)."""
+    return shown_names(sweep["config"]["strategies"], legs_of(sweep))
 
 
 def metrics_of(strategies) -> list:
@@ -247,7 +253,7 @@ def describe(sweep: dict) -> list:
                        f"{', '.join(format_value(v['name'], x) for x in v['values'])}"
                        for v in sweep["vary"])
             + f": {math.prod(len(v['values']) for v in sweep['vary'])} points",
-            f"{c['op']} under {', '.join(c['strategies'])}; fixed: "
+            f"{c['op']} under {', '.join(strategies_of(sweep))}; fixed: "
             f"{', '.join(fixed_parameters(sweep))}, seed {c['seed']}",
             f"host: {h['usable_cores']} usable cores of {h['host_cpus']}, "
             f"Python {h['python']}, up to {h['oversubscription']:g} processes per core"

@@ -29,6 +29,13 @@ def safety_verdict(leg: dict) -> str:
     return "caught" if total else "not caught"
 
 
+def shown_names(strategies, legs) -> list:
+    """The names ``config.strategies`` are shown by: a built-in's is its own, a plugin's spec
+    becomes the name its legs give beside it (``plugin``)."""
+    by_spec = {leg["plugin"]: leg["strategy"] for leg in legs if leg.get("plugin")}
+    return [by_spec.get(spec, spec) for spec in strategies]
+
+
 #: The figures of a leg a warning can qualify, by the keys the tables use for them.
 FIGURES = ("time", "ipi_p50", "ipi_p99", "walks", "walks_per_s", "walker_p50", "walker_p99",
            "found", "safety", "strategy")
