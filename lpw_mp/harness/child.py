@@ -1,14 +1,17 @@
 """What runs first in every child process of a machine: its name in ``ps``, death with the
 parent, signal dispositions, and the entry points of a simulated CPU and of the coordinator.
-The kernel layer's ``SimulatedCPU`` and ``Updater`` run inside them."""
+The kernel layer's ``SimulatedCPU`` and ``Updater`` run inside them. A strategy from outside
+the package that raises there is reported in one line, not a traceback (``plugin_failure``)."""
 
 import ctypes
 import gc
 import os
 import pickle
 import signal
+import sys
 from dataclasses import asdict, dataclass
 
+from lpw_mp.harness.plugins import exception_text, spec_of
 from lpw_mp.kernel.coordinator import Updater
 from lpw_mp.kernel.cpu import SimulatedCPU
 from lpw_mp.kernel.machine import Aborted, WaitTimeout, count_resumes
@@ -90,7 +93,27 @@ def cpu_main(parent_pid: int, args: CPUArgs) -> None:
     gc.disable()
     fields = dict(vars(args))
     fields.pop("memory").install(cpu=args.cpu, seed=args.seed)
-    SimulatedCPU(**fields).run()
+    try:
+        SimulatedCPU(**fields).run()
+    except Exception as exc:
+        if plugin_failure(args.strategy, exc, f"CPU {args.cpu}") is None:
+            raise
+        sys.exit(1)  # the parent names the CPU that died, and stops the run
+
+
+def plugin_failure(strategy, exc: Exception, where: str):
+    """The line that says a strategy from outside the package raised ``exc`` ``where`` (``CPU
+    3``, ``the coordinator``), printed on stderr: its author needs the strategy, the exception
+    and the place, not lpw_mp's frames. None, and nothing printed, for a built-in strategy
+    and for lpw_mp's own exceptions (a wait that timed out, an abort), whose traceback or
+    handling is ours."""
+    spec = spec_of(strategy)
+    if spec is None or type(exc).__module__.partition(".")[0] == "lpw_mp":
+        return None
+    line = (f"strategy {strategy.name} (plugin {spec}) raised {exception_text(exc)} "
+            f"in {where}")
+    print(f"lpw_mp: error: {line}", file=sys.stderr, flush=True)
+    return line
 
 
 def send_result(conn, outcome: dict) -> None:
@@ -119,7 +142,16 @@ def coordinator_main(parent_pid: int, args: CoordinatorArgs) -> None:
             stats = up.run(args.op, args.slots, args.mixed_ops, args.seed)
             outcome = {"status": "ok", "stats": asdict(stats)}
     except (WaitTimeout, Aborted) as exc:
-        up.stats.wall_s = 0.0
-        outcome = {"status": "error", "error": str(exc), "stats": asdict(up.stats),
-                   "cpus": getattr(exc, "cpus", None)}
+        outcome = _failed(up, str(exc), getattr(exc, "cpus", None))
+    except Exception as exc:
+        error = plugin_failure(args.strategy, exc, "the coordinator")
+        if error is None:
+            raise
+        outcome = _failed(up, error)
     send_result(conn, outcome)
+
+
+def _failed(up, error: str, cpus=None) -> dict:
+    """The outcome of an operation cut short by ``error``, with the counts so far."""
+    up.stats.wall_s = 0.0
+    return {"status": "error", "error": error, "stats": asdict(up.stats), "cpus": cpus}
