@@ -12,7 +12,7 @@ from lpw_mp.results.repeats import (FIGURES, PAIRED, figure, figure_text, figure
                                     format_figure, interval_meaning)
 from lpw_mp.results.stats import median_interval
 from lpw_mp.results.tables import MARK
-from lpw_mp.results.verdicts import shown_names
+from lpw_mp.results.verdicts import blame, shown_names
 from lpw_mp.units import format_value
 
 #: The parameters a sweep can vary, in the order its description lists the fixed ones
@@ -275,13 +275,26 @@ def flag_notes(sweep: dict, metric: str) -> list:
 def _notes(sweep: dict, metric: str) -> list:
     out = [f"error: {e}" for e in sweep["errors"]]
     if sweep["unsafe_violations"]:
-        out.append(f"SAFETY VIOLATION: safe strategies let walkers use freed memory "
-                   f"{sweep['unsafe_violations']} times. This is a bug in lpw_mp.")
+        out += _violations(sweep)
     flags = flag_notes(sweep, metric)
     if flags:
         out.append(f"{MARK}: a run would not trust that figure; its leg's warnings:")
         out += flags
     return out
+
+
+def _violations(sweep: dict) -> list:
+    """The SAFETY VIOLATION lines: one for the built-ins' violations (lpw_mp's bug), and one
+    per plugin that had some, blamed on it (``verdicts.blame``)."""
+    plugins = {}
+    for leg in legs_of(sweep):
+        if leg.get("plugin") and leg.get("safety") == "VIOLATED":
+            plugins.setdefault(leg["plugin"], [leg, 0])[1] += leg["violations"]["total"]
+    ours = sweep["unsafe_violations"] - sum(total for _, total in plugins.values())
+    out = [f"SAFETY VIOLATION: safe strategies let walkers use freed memory {ours} times. "
+           f"{blame({})}"] if ours else []
+    return out + [f"SAFETY VIOLATION: {leg['strategy']} let walkers use freed memory {total} "
+                  f"times. {blame(leg)}" for leg, total in plugins.values()]
 
 
 def format_terminal(sweep: dict, metric: str = None) -> str:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from tabulate import tabulate
 
 from lpw_mp.results.repeats import figure, format_figure, interval_meaning, interval_text
-from lpw_mp.results.verdicts import annotated, compare_to_ipi
+from lpw_mp.results.verdicts import annotated, blame, compare_to_ipi
 from lpw_mp.units import format_duration
 
 MARK = "?"
@@ -402,7 +402,7 @@ def _trailer(result: dict) -> list:
     for leg in result["legs"]:
         if leg.get("safety") == "VIOLATED":
             lines.append(f"SAFETY VIOLATION: {leg['strategy']} let walkers use freed page-table "
-                         f"memory {leg['violations']['total']:,} times. This is a bug in lpw_mp.")
+                         f"memory {leg['violations']['total']:,} times. {blame(leg)}")
     for e in result.get("errors", []):
         lines.append(f"error: {e}")
     if result["status"] == "interrupted":

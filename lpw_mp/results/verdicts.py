@@ -21,12 +21,24 @@ OUTLIER, OUTLIER_SHARE = 10.0, 0.01
 
 
 def safety_verdict(leg: dict) -> str:
-    """``ok``, ``VIOLATED`` (a safe strategy let a walker use freed memory: an emulator bug),
-    ``caught`` (the unsafe control was caught, as it should be) or ``not caught``."""
+    """``ok``, ``VIOLATED`` (a safe strategy let a walker use freed memory: an emulator bug,
+    or a plugin's own, ``blame``), ``caught`` (the unsafe control was caught, as it should
+    be) or ``not caught``."""
     total = leg["violations"]["total"]
     if leg["safe"]:
         return "VIOLATED" if total else "ok"
     return "caught" if total else "not caught"
+
+
+def blame(leg: dict) -> str:
+    """Whose fault a ``VIOLATED`` leg is. A built-in profile is safe by the kernel's argument,
+    so a violation means lpw_mp is wrong; a strategy from outside the package (its leg
+    records its spec under ``plugin``) that lets a walker use freed memory is unsafe itself,
+    whatever it claims."""
+    if leg.get("plugin"):
+        return (f"The strategy {leg['strategy']} ({leg['plugin']}) is marked safe but let a "
+                f"walker use freed memory itself: it is unsafe as written, not a bug in lpw_mp.")
+    return "This is a bug in lpw_mp."
 
 
 def shown_names(strategies, legs) -> list:
