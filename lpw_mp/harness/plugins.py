@@ -154,7 +154,8 @@ def _load(spec: str) -> type:
     """The class ``spec`` names, imported and looked up: PluginError if there is none."""
     target, colon, attr = spec.rpartition(":")
     if not colon:
-        if _is_file(spec):
+        # Not a file merely found in the current folder: an entry point may share its name.
+        if spec.endswith(".py") or os.sep in spec:
             raise PluginError(f"strategy {spec}: a file needs the class too: write "
                               f"{spec}:ClassName")
         return _from_entry_point(spec)
