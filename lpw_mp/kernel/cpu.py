@@ -262,6 +262,9 @@ class SimulatedCPU:
             if stop.value:
                 return
             if script is not None and script.order[0]:
+                # Told to walk: as if woken and switched to this mm, a full barrier, whether
+                # or not the CPU went idle since its last walk (so the schedule is the same).
+                full_barrier()
                 script.order[0] = 0
                 lazy = False
                 self.walk(script.order[1], script.order[2], script)
