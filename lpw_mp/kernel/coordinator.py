@@ -21,6 +21,10 @@ P_SLOT, P_PHASE, P_DONE, P_TOTAL = range(4)
 PHASE_IDLE, PHASE_UNLINKED, PHASE_SERIALIZING, PHASE_DESTROYED = range(4)
 
 
+def _cpu_list(cpus) -> str:
+    return ", ".join(map(str, cpus[:8])) + (" ..." if len(cpus) > 8 else "")
+
+
 class EventTimeout(WaitTimeout):
     """A strategy's own wait (``Updater.wait_event``) did not end within the bound."""
 
@@ -95,8 +99,7 @@ class Updater:
         an empty mask (the kernel's returns at once too)."""
         if not cpus:
             return
-        step(f"smp_call_function_many(CPUs {', '.join(map(str, cpus[:8]))}"
-             f"{' ...' if len(cpus) > 8 else ''}, wait=1)")
+        step("smp_call_function_many(CPUs %s, wait=1)", _cpu_list(cpus))
         counting = self.stats.walks_in_rounds is not None
         if counting:
             before = self.walks_started()
@@ -144,9 +147,10 @@ class Updater:
         self.progress[P_SLOT] = slot
         self.progress[P_PHASE] = phase
 
-    def _destroy(self, slot: int, what: str, destroy) -> None:
-        """Run the destructive step ``destroy`` on ``slot`` now, and count it."""
-        step(f"{what} (destructive)")
+    def _destroy(self, slot: int, destroy, what: str, *args) -> None:
+        """Run the destructive step ``destroy`` on ``slot`` now, and count it (``what % args``
+        names it in a step log)."""
+        step(what + " (destructive)", *args)
         destroy()
         self.stats.destroyed += 1
         self._phase(slot, PHASE_DESTROYED)
@@ -156,7 +160,7 @@ class Updater:
     def free_table(self, page: int, deferred: bool = False) -> None:
         """Destructive step: PTE page ``page`` goes back to the allocator (``__tlb_remove_table``
         -> ``pte_free``), now or, ``deferred``, from an RCU callback."""
-        step(f"pte_free(PTE page {page}) (destructive)")
+        step("pte_free(PTE page %d) (destructive)", page)
         self.pt.pte_free(page)
         self.stats.destroyed += 1
         if deferred:
@@ -192,7 +196,7 @@ class Updater:
             return
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.zap_huge_pmd)
-        self._destroy(slot, f"free the THP of slot {slot}", lambda: self.pt.retire_slot(slot))
+        self._destroy(slot, lambda: self.pt.retire_slot(slot), "free the THP of slot %d", slot)
 
     def split(self, slot: int) -> bool:
         """SPLIT: ``pmdp_invalidate``, serialise as the profile does, install the table."""
@@ -209,7 +213,7 @@ class Updater:
         def repurpose():
             self.pt.retire_slot(slot)
             self.pt.set_pmd_table(slot, page)
-        self._destroy(slot, f"install PTE page {page} in slot {slot}", repurpose)
+        self._destroy(slot, repurpose, "install PTE page %d in slot %d", page, slot)
         self.stats.ops["split"] += 1
         return True
 
@@ -231,8 +235,8 @@ class Updater:
             self.pt.pte_free(page)
             self.pt.retire_slot(slot)
             self.pt.set_pmd_leaf(slot)
-        self._destroy(slot, f"pte_free(PTE page {page}), install a THP in slot {slot}",
-                      free_and_install)
+        self._destroy(slot, free_and_install, "pte_free(PTE page %d), install a THP in slot %d",
+                      page, slot)
         self.stats.ops["collapse"] += 1
         return True
 

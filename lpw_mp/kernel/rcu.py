@@ -134,7 +134,7 @@ class RCU:
         if not self._gp_active or not self._gp_over(up, wait):
             return
         full_barrier()  # every CPU's report is ordered before the callbacks
-        step(f"grace period {self.gp_seq.value} ended")
+        step("grace period %d ended", self.gp_seq.value)
         self._gp_active = False
         up.stats.grace_periods += 1
         up.stats.gp_latencies.append(time.perf_counter() - self._gp_start)
