@@ -25,12 +25,14 @@ def test_percpu_ipis_only_the_cpus_inside_a_walk(cfg, ctx):
         m = emu.machine
         emu.start_coordinator(slots=[2])
         wait_for_phase(emu, 2, PHASE_SERIALIZING)
-        time.sleep(0.2)
+        # Blocked in its IPI round (not merely slow to reach it): then the targets are known.
+        wait_until(lambda: m.coord_waiting.value == 1, what="the coordinator to wait")
         assert [m.ipi_gen[cpu] for cpu in range(6)] == [0, 1, 0, 0, 1, 0]
         assert emu.progress[1] == PHASE_SERIALIZING
         hooks[0].resume.release()
-        time.sleep(0.2)
-        assert emu.progress[1] == PHASE_SERIALIZING, "did not wait for CPU 4"
+        wait_until(lambda: m.ack_gen[1] == 1, what="CPU 1's acknowledgement")
+        assert m.coord_waiting.value == 1 and emu.progress[1] == PHASE_SERIALIZING, \
+            "did not wait for CPU 4"
         hooks[1].resume.release()
         out = emu.wait_coordinator()
         assert out["stats"]["ipis_sent"] == 2 and out["stats"]["serialisations"] == 1

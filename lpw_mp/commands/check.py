@@ -13,8 +13,8 @@ import sys
 
 from tabulate import tabulate
 
-from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, parse_float, parse_int,
-                                   resolve_strategy)
+from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, parse_duration, parse_int,
+                                   resolve_strategy, typed)
 from lpw_mp.harness.checking import (PATH_TEXT, PATHS, STRESS, check_schedules, stress)
 from lpw_mp.harness.config import Config, ConfigError
 from lpw_mp.harness.emulator import EmulatorError
@@ -56,18 +56,6 @@ def _paths(text: str) -> list:
     return list(dict.fromkeys(names))
 
 
-def _typed(fn, what):
-    import argparse
-
-    def convert(text):
-        try:
-            return fn(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-    convert.__name__ = what
-    return convert
-
-
 def build_parser() -> Parser:
     p = Parser(prog=f"{invoked_as()} check",
                description="Force every hazard of every path (munmap of a THP, free of a PTE "
@@ -78,20 +66,20 @@ def build_parser() -> Parser:
     p.add_argument("strategy", metavar="STRATEGY",
                    help="a built-in profile, path/to/file.py:Class, package.module:Class, or "
                         "an installed plugin's name")
-    p.add_argument("--memory-model", type=_typed(_models, "models"), default=list(MODELS),
+    p.add_argument("--memory-model", type=typed(_models, "models"), default=list(MODELS),
                    dest="models",
                    help=f"comma-separated memory models to check under (default all: "
                         f"{', '.join(MODELS)})")
-    p.add_argument("--path", type=_typed(_paths, "paths"), default=list(PATHS), dest="paths",
+    p.add_argument("--path", type=typed(_paths, "paths"), default=list(PATHS), dest="paths",
                    help=f"comma-separated paths (default all: {', '.join(PATHS)})")
-    p.add_argument("--stress-ops", type=_typed(parse_int, "ops"), default=DEFAULT_STRESS_OPS,
+    p.add_argument("--stress-ops", type=typed(parse_int, "ops"), default=DEFAULT_STRESS_OPS,
                    help=f"operations of the stress run under each model (default "
                         f"{DEFAULT_STRESS_OPS}; 0 skips it)")
-    p.add_argument("--stress-cpus", type=_typed(parse_int, "cpus"), default=STRESS["cpus"],
+    p.add_argument("--stress-cpus", type=typed(parse_int, "cpus"), default=STRESS["cpus"],
                    help=f"CPUs of the stress run (default {STRESS['cpus']})")
-    p.add_argument("--ipi-timeout", type=_typed(parse_float, "seconds"), default=5.0,
-                   help="bound on every wait (default 5 s)")
-    p.add_argument("--seed", type=_typed(parse_int, "seed"), default=1)
+    p.add_argument("--ipi-timeout", type=typed(parse_duration, "duration"), default=5.0,
+                   help="bound on every wait, e.g. 5s, 500ms (default 5s)")
+    p.add_argument("--seed", type=typed(parse_int, "seed"), default=1)
     p.add_argument("--start-method", choices=("fork", "spawn"), default="fork")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     return p

@@ -48,7 +48,8 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _typed(fn, what):
+def typed(fn, what):
+    """An argparse type from a parser of ours: its ValueError becomes the usage error."""
     def convert(text):
         try:
             return fn(text)
@@ -60,13 +61,13 @@ def _typed(fn, what):
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     d = Config()
-    p.add_argument("--cpus", type=_typed(parse_int, "cpus"), default=d.cpus,
+    p.add_argument("--cpus", type=typed(parse_int, "cpus"), default=d.cpus,
                    help=f"simulated CPUs, one OS process each (default {d.cpus})")
-    p.add_argument("--memory", type=_typed(parse_size, "size"), default=d.memory,
+    p.add_argument("--memory", type=typed(parse_size, "size"), default=d.memory,
                    help="size of the THP-mapped region, K/M/G/T suffixes (default 8G)")
-    p.add_argument("--thp-size", type=_typed(parse_size, "size"), default=d.thp_size,
+    p.add_argument("--thp-size", type=typed(parse_size, "size"), default=d.thp_size,
                    help="THP (PMD) size, a power of two (default 2M)")
-    p.add_argument("--strategy", type=_typed(parse_strategies, "strategy"),
+    p.add_argument("--strategy", type=typed(parse_strategies, "strategy"),
                    default=d.strategies, dest="strategies",
                    help=f"comma-separated kernel profiles from {', '.join(STRATEGIES)}, or "
                         f"all (the built-ins only); rcu is an alias of v5.8; mixed with them, "
@@ -74,15 +75,15 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         f"strategy') (default {','.join(d.strategies)})")
     p.add_argument("--op", choices=OPS, default=d.op,
                    help="operation the coordinator performs over the region (default munmap)")
-    p.add_argument("--ops", type=_typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
+    p.add_argument("--ops", type=typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
                    help="operations for --op mixed (default: one per THP)")
-    p.add_argument("--walk-rate", type=_typed(parse_float, "rate"), default=d.walk_rate,
+    p.add_argument("--walk-rate", type=typed(parse_float, "rate"), default=d.walk_rate,
                    help=f"lockless walks per second per active CPU (default {d.walk_rate:g}: "
                         f"a lightly loaded guest)")
-    p.add_argument("--walk-window", type=_typed(parse_duration, "duration"),
+    p.add_argument("--walk-window", type=typed(parse_duration, "duration"),
                    default=d.walk_window,
                    help="how long IRQs stay off per walk, e.g. 20us, 1ms (default 20us)")
-    p.add_argument("--pte-fraction", type=_typed(parse_float, "fraction"), default=d.pte_fraction,
+    p.add_argument("--pte-fraction", type=typed(parse_float, "fraction"), default=d.pte_fraction,
                    help=f"fraction of THP slots mapped by a PTE page (default {d.pte_fraction})")
     p.add_argument("--cpumask", choices=CPUMASK_MODES, default=d.cpumask,
                    help="mm_cpumask maintenance: sticky (powerpc < v5.12), trim (v5.12), "
@@ -90,19 +91,19 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--walker", choices=WALKERS, default=d.walker,
                    help="walker discipline for every strategy: hold, read-once or recheck "
                         "(default: each strategy's own, as its kernel era walks)")
-    p.add_argument("--active-fraction", type=_typed(parse_float, "fraction"),
+    p.add_argument("--active-fraction", type=typed(parse_float, "fraction"),
                    default=d.active_fraction,
                    help="fraction of CPUs running the process; the rest are idle (default 1)")
-    p.add_argument("--batch-fail-rate", type=_typed(parse_float, "fraction"),
+    p.add_argument("--batch-fail-rate", type=typed(parse_float, "fraction"),
                    default=d.batch_fail_rate,
                    help="probability that tlb_remove_table cannot allocate its batch page and "
                         "frees the table at once after an IPI to every other CPU "
                         "(tlb_remove_table_one; default 0)")
-    p.add_argument("--walker-time", type=_typed(parse_duration, "duration"),
+    p.add_argument("--walker-time", type=typed(parse_duration, "duration"),
                    default=d.walker_time,
                    help="per strategy, how long the CPUs walk with no updater running to "
                         "measure the walker-side cost (default 1s; 0 skips it)")
-    p.add_argument("--repeat", type=_typed(parse_int, "repeat"), default=d.repeat,
+    p.add_argument("--repeat", type=typed(parse_int, "repeat"), default=d.repeat,
                    help="run every strategy this many times, interleaved (ABCABC), each on a "
                         "fresh machine; the tables show medians with intervals "
                         f"(default {d.repeat}; 1 to {MAX_REPEAT})")
@@ -111,9 +112,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                         "program order), tso (x86: stores wait in a store buffer), weak "
                         "(POWER: stores and loads reorder unless a barrier forbids it); "
                         "default sc, the one measured")
-    p.add_argument("--seed", type=_typed(parse_int, "seed"), default=d.seed,
+    p.add_argument("--seed", type=typed(parse_int, "seed"), default=d.seed,
                    help="seed of the page-table layout and the walk addresses")
-    p.add_argument("--ipi-timeout", type=_typed(parse_duration, "duration"),
+    p.add_argument("--ipi-timeout", type=typed(parse_duration, "duration"),
                    default=d.ipi_timeout,
                    help="bound on every wait: a CPU that does not acknowledge an IPI or pass "
                         "a quiescent state, a lock not released, or a coordinator that makes "

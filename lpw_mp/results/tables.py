@@ -310,13 +310,22 @@ def describe_setup(result: dict) -> list:
         f"{c['cpus']:,} simulated CPUs ({c['active_cpus']:,} running the process), "
         f"{c['op']} of {c['memory_h']} in {c['npmds']:,} THPs of {c['thp_size_h']}, "
         f"cpumask {c['cpumask']}, {c['walk_rate']:g} walks/s per CPU, "
-        f"IRQ-off window {format_duration(c['walk_window'])}, seed {c['seed']}",
+        f"IRQ-off window {format_duration(c['walk_window'])}, seed {c['seed']}"
+        + _memory_model(c),
         f"host: {h['usable_cores']} usable cores of {h['host_cpus']} "
         f"(affinity {_ranges(h['affinity'])}), {h['oversubscription']:g} processes per core, "
         f"Python {h['python']}, start method {h['start_method']}, "
         f"{h['memory_bytes'] / 2**30:.1f} GiB RAM",
         *cpu,
     ]
+
+
+def _memory_model(config: dict) -> str:
+    """Said only when it is not the measured default: under tso or weak the timings include
+    the emulated store buffers."""
+    model = config.get("memory_model", "sc")
+    return "" if model == "sc" else (f", memory model {model} (stores buffered: timings are "
+                                     f"the model's, not comparable with sc)")
 
 
 def _ranges(cores) -> str:
