@@ -63,6 +63,33 @@ class PerCPUNoWalkerBarrier(PerCPUStrategy):
         WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 1)
 
 
+class PerCPUNoEndBarrier(PerCPUStrategy):
+    """Ordering (weak only): without the ``smp_mb()`` before the walker clears its slot, the
+    clear can become visible before the walker's last use of the pointer is satisfied."""
+    name = "mutant-percpu-no-end-mb"
+
+    def end_lockless_pgtbl_walk(self, cpu):
+        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 0)
+
+
+class CountNoEndBarrier(CountStrategy):
+    """Ordering (weak only): ``atomic_dec`` orders nothing; without v5's ``smp_mb()`` before
+    it the decrement can be seen before the last use is done."""
+    name = "mutant-count-no-end-mb"
+
+    def end_lockless_pgtbl_walk(self, cpu):
+        atomic_dec(self.lockless_pgtbl_walkers)
+
+
+class SyncMMPlainEnd(SyncMMStrategy):
+    """Ordering (weak only): the walker clears its per-CPU mm with ``WRITE_ONCE``, not
+    ``smp_store_release``: the clear can pass the walker's reads of the PTE page."""
+    name = "mutant-sync-mm-plain-end"
+
+    def end_lockless_pgtbl_walk(self, cpu):
+        WRITE_ONCE(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, 0)
+
+
 class PerCPUScanBeforeBarrier(PerCPUStrategy):
     """Ordering (tso and weak): the updater scans the slots before its ``smp_mb()``, while its
     PMD clear may still sit in its store buffer."""
@@ -148,6 +175,9 @@ MUTANTS = {
     CountDecBeforeLastUse: None,
     CountNoWalkerBarrier: ("weak",),
     PerCPUNoWalkerBarrier: ("tso", "weak"),
+    PerCPUNoEndBarrier: ("weak",),
+    CountNoEndBarrier: ("weak",),
+    SyncMMPlainEnd: ("weak",),
     PerCPUScanBeforeBarrier: ("tso", "weak"),
     SyncMMv4Rmb: ("tso", "weak"),
     V58HoldWalkers: None,

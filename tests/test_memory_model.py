@@ -219,3 +219,43 @@ def test_an_unknown_model_is_refused():
     """A model name not in MODELS is a ValueError naming the choices."""
     with pytest.raises(ValueError, match="sc, tso, weak"):
         Model("arm")
+
+
+def test_a_run_records_and_reports_its_memory_model(tmp_path, capsys):
+    """--memory-model reaches the run: result.json's configuration records it, and the
+    report's first line says that the timings are the model's (an sc run says nothing)."""
+    import json
+    from lpw_mp.commands.cli import main
+    runs = tmp_path / "runs"
+    base = ["--cpus", "2", "--memory", "16M", "--strategy", "percpu", "--walker-time", "0.1",
+            "--runs-dir", str(runs)]
+    assert main([*base, "--memory-model", "tso", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["memory_model"] == "tso"
+    assert main([*base, "--memory-model", "weak"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "memory model weak (stores buffered" in first
+    assert main(base) == 0
+    assert "memory model" not in capsys.readouterr().out.splitlines()[0]
+
+
+@pytest.mark.parametrize("kind,release,expected", [
+    ("weak", False, ([], 1)),     # the store is visible, the earlier use not yet satisfied
+    ("weak", True, ([0], 0)),     # a release store waits for the use (and the buffer)
+    ("tso", False, ([0], 0)),     # x86: loads are satisfied in order, stores wait
+])
+def test_a_store_passes_an_earlier_use_only_under_weak(kind, release, expected):
+    """Load->store: under weak a walker's use of what it read may be satisfied only at its
+    next barrier, and a later store (its end of walk) can become visible first; a release
+    store, or tso, keeps the order. Once the barrier comes, the late use sees memory as it is
+    then."""
+    x, y = words(1), words(1)
+    cpus = CPUs(kind)
+    seen = []
+    with cpus.on(0):
+        mm._mm.defer(lambda: seen.append(x[0]), "the use")
+        (smp_store_release if release else WRITE_ONCE)(y, 0, 1)
+    assert (seen, y[0]) == expected
+    x[0] = 1                        # another CPU writes once it sees y (or not)
+    with cpus.on(0):
+        smp_mb()
+    assert seen[-1] == (1 if expected[0] == [] else 0) and y[0] == 1

@@ -3,16 +3,17 @@ each memory model; then a stress run under each. Used by ``lpw_mp check`` and th
 
 A schedule is one operation on one slot (a path: zap of a huge leaf, free of a PTE table,
 split, collapse) with the coordinator stopped before its k-th step (every memory-model
-primitive, IPI round, grace period and destructive step is one) while CPU 1 walks that slot
-and stops at one point of its IRQ-off window (before its PMD read, after it, or holding the
-pointer). The coordinator then goes on; the walker is let go once the coordinator waits for it
+primitive, IPI round, grace period and destructive step is one) while a CPU walks that slot
+and stops at one point of its IRQ-off window (before its PMD read, after it, holding the
+pointer, or after its end hook with IRQs still off). The coordinator then goes on; the walker is let go once the coordinator waits for it
 (an IPI it owes, a grace period it holds up) or has finished, so a strategy that does not wait
 reaches its destructive step while the walker is still inside: the checker sees it. k runs
 from 0 until the operation has fewer steps, every walker point, each schedule three times with
 the walk on CPU 1, 2 and 0 in turn (a strategy that targets the wrong CPU, or serialises every
 other operation, is caught too). Under ``tso`` and ``weak`` the
-schedule is the worst legal one: stores stay buffered until something forces them out and
-weak loads return an earlier value whenever they may (``memory_model``).
+schedule is the worst legal one: stores stay buffered until something forces them out, weak
+loads return an earlier value whenever they may, and a weak walker's use of what it read is
+satisfied as late as its barriers allow (``memory_model``).
 
 Every process logs its steps with the host's monotonic clock; a schedule that let a walker use
 freed memory becomes a counterexample: the two logs merged in time order.

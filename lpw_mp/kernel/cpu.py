@@ -11,7 +11,7 @@ import time
 
 from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import pagetable as ptm
-from lpw_mp.kernel.hooks import (AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COUNTED,
+from lpw_mp.kernel.hooks import (AFTER_END, AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COUNTED,
                                  FREEZE_ACK_LOCKED, FREEZE_START, HOLDING, FreezeHook,
                                  ScriptedWalker, WalkHook, freeze_point)
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
@@ -58,7 +58,10 @@ class SimulatedCPU:
         self.rng = random.Random(f"{seed}/cpu{cpu}")
         self._custom = type(strategy).lockless_walk is not Strategy.lockless_walk
         #: ``check`` logs every step of the walk; the measured path only tests this.
-        self._log = note if current() is not None else None
+        model = current()
+        self._log = note if model is not None else None
+        #: weak: the use of what the walk read may be satisfied late (memory_model.defer).
+        self._defer = model.defer if model is not None and model.weak else None
         self.hook = next((h for h in hooks if isinstance(h, WalkHook)), None)
         self.script = self.hook if isinstance(self.hook, ScriptedWalker) else None
         self.freeze = next((h for h in hooks if isinstance(h, FreezeHook)), None)
@@ -81,10 +84,11 @@ class SimulatedCPU:
             self.stat_base
         qs_taken, qs_owed, qs = self.qs_taken, self.qs_owed, self.qs
         clock = time.perf_counter_ns
+        log = self._log
+        if log is not None:  # outside the timed part: the measured path pays the test only
+            log(f"local_irq_disable(); walk slot {slot} ({self.walker})")
         t0 = clock()
         m.irq_off[cpu] = 1                      # local_irq_disable()
-        if self._log is not None:
-            self._log(f"local_irq_disable(); walk slot {slot} ({self.walker})")
         if self._custom:
             inside = [0]
 
@@ -107,12 +111,14 @@ class SimulatedCPU:
             self._use(slot, sub, self._find(slot, sub, hook), hook)
             t2 = clock()
             strategy.end_lockless_pgtbl_walk(cpu)
+        if hook is not None and hook.point == AFTER_END:
+            hook.pause()
         if qs_taken[qs] != qs_owed[qs]:         # the end of the window is a quiescent state
             self.rcu.rcu_report_qs(cpu)
-        if self._log is not None:
-            self._log("local_irq_enable()")
         m.irq_off[cpu] = 0                      # local_irq_enable()
         t3 = clock()
+        if log is not None:
+            log("local_irq_enable()")
         stats[base + ST_WALKS] += 1
         cost = (t1 - t0) + (t3 - t2)
         stats[base + ST_BEGIN_END_NS] += cost
@@ -138,10 +144,7 @@ class SimulatedCPU:
             if not self._hold:
                 # The PTE is read now and used from the copy: the one hazard left is that
                 # the page was already freed when it was read.
-                taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
-                seen = pt.page_gen[page] & ptm.GEN_MASK
-                if seen != taken:
-                    self._violation(chk.PTE_PAGE_REUSED, slot, taken, seen)
+                self._use_object(slot, pmd, "the PTE read")
             return pmd, pte
         if kind == ptm.LEAF:
             # powerpc casts the pmd_t * to a pte_t * for a THP: the slot itself is the pointer.
@@ -166,18 +169,19 @@ class SimulatedCPU:
         table = pmd >> ptm.KIND_SHIFT == ptm.TABLE
         index = pmd & ptm.INDEX_MASK
         if self._hold:
-            gens = pt.page_gen if table else pt.slot_gen
-            taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
-            seen = gens[index] & ptm.GEN_MASK
-            if seen != taken:
-                self._violation(chk.PTE_PAGE_REUSED if table else chk.PMD_SLOT_REPURPOSED,
-                                slot, taken, seen)
+            if self._defer is None:  # the measured path: one call fewer
+                self._check_object(slot, pmd)
+            else:
+                self._use_object(slot, pmd, "the use of the pointer")
         elif self._recheck or self._must_recheck:
             if self._recheck:
                 # gup_fast takes its folio reference first (try_grab_folio_fast: a
                 # value-returning atomic, fully ordered), then re-reads PMD and PTE.
                 smp_mb()
             now = READ_ONCE(pt.pmds, slot)
+            if self._recheck and now == pmd and table:
+                # gup_fast's re-read of the PTE is a read of the PTE page: still live.
+                self._use_object(slot, pmd, "the PTE re-read")
             if now != pmd or (table and READ_ONCE(pt.ptes, index * pt.ptrs_per_pte + sub)
                               != pte):
                 if self._recheck:  # gup_fast's re-check: changed under us, drop the result
@@ -187,6 +191,26 @@ class SimulatedCPU:
                                     (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK,
                                     (now >> ptm.GEN_SHIFT) & ptm.GEN_MASK)
         self.m.stats[self.stat_base + ST_HELD] += 1
+
+    def _use_object(self, slot: int, pmd: int, what: str) -> None:
+        """A read of (or through) the object ``pmd`` points to: checked now, or under weak
+        when the read is satisfied, at the walker's next barrier that orders it."""
+        if self._defer is None:
+            self._check_object(slot, pmd)
+        else:
+            self._defer(lambda: self._check_object(slot, pmd), what)
+
+    def _check_object(self, slot: int, pmd: int) -> None:
+        """The object ``pmd`` pointed to is still the incarnation the walker took: the
+        checker's oracle (the generations are never reordered)."""
+        pt = self.pt
+        table = pmd >> ptm.KIND_SHIFT == ptm.TABLE
+        gens = pt.page_gen if table else pt.slot_gen
+        taken = (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK
+        seen = gens[pmd & ptm.INDEX_MASK] & ptm.GEN_MASK
+        if seen != taken:
+            self._violation(chk.PTE_PAGE_REUSED if table else chk.PMD_SLOT_REPURPOSED,
+                            slot, taken, seen)
 
     def _violation(self, kind: int, slot: int, taken: int, seen: int) -> None:
         note(f"uses freed memory: {chk.VIOLATION_KINDS[kind]} (slot {slot}, generation "
@@ -268,6 +292,9 @@ class SimulatedCPU:
                 script.order[0] = 0
                 lazy = False
                 self.walk(script.order[1], script.order[2], script)
+                # The walk is over once what it read late is satisfied too (weak): its check
+                # is this schedule's, not the next one's.
+                full_barrier()
                 script.walked.release()
                 continue
             if saturate.value:

@@ -41,10 +41,13 @@ def freeze_point(hook: FreezeHook, point: int) -> None:
 
 #: Points of the IRQ-off window at which a walker can be paused: after the strategy's
 #: ``begin_lockless_pgtbl_walk``, just before the PMD is read; after the PMD is read, before
-#: the PTE page it names is; and while the result is used (both read, the pointer held).
-BEFORE_PMD_READ, AFTER_PMD_READ, HOLDING = 1, 2, 3
+#: the PTE page it names is; while the result is used (both read, the pointer held); and
+#: after ``end_lockless_pgtbl_walk``, IRQs still off (what the end published is visible,
+#: and under weak the use may not be satisfied yet).
+BEFORE_PMD_READ, AFTER_PMD_READ, HOLDING, AFTER_END = 1, 2, 3, 4
 WALK_POINTS = {BEFORE_PMD_READ: "before reading the PMD", AFTER_PMD_READ:
-               "after reading the PMD, before reading the PTE", HOLDING: "holding the pointer"}
+               "after reading the PMD, before reading the PTE", HOLDING: "holding the pointer",
+               AFTER_END: "after end_lockless_pgtbl_walk, IRQs still off"}
 
 
 class WalkHook:

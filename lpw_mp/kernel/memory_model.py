@@ -17,11 +17,14 @@ emulator can interpose on them. Each process runs one memory model (``--memory-m
   any order (store->store; in ``check``'s worst schedule a store passes every earlier buffered
   one it may) unless ``smp_wmb()`` or a release store separates them; a load may
   return the value this CPU read before from the same word (load->load), unless ``smp_rmb()``,
-  ``smp_mb()`` or an acquire load came between; non-value-returning atomics (``atomic_inc``,
-  ``atomic_dec``) are unordered and buffered too, while value-returning ones are fully ordered.
+  ``smp_mb()`` or an acquire load came between; a walker's use of what it read may be satisfied
+only at its next barrier, so a later store (the end of its walk marked in a per-CPU word) can
+become visible first (load->store) unless ``smp_mb()``, ``smp_rmb()`` or a release store
+orders them; non-value-returning atomics (``atomic_inc``, ``atomic_dec``) are unordered and
+buffered too, while value-returning ones are fully ordered.
 
-What no mode models: load->store reordering (a load satisfied after a later store), POWER's
-lack of multi-copy atomicity (IRIW), control and address dependencies (every dependent access
+What no mode models: load->store reordering of loads other than the walker's use of its
+result, POWER's lack of multi-copy atomicity (IRIW), control and address dependencies (every dependent access
 is ordered, as READ_ONCE guarantees on every architecture but Alpha), and the compiler. It is
 a testing aid that makes missing barriers visible on the paths the emulator runs, not a proof:
 for proofs, herd7 with the Linux-kernel memory model (tools/memory-model in the kernel tree).
@@ -46,6 +49,8 @@ CAPACITY = 8
 DRAIN_P = 0.25
 #: In random mode, the chance that a weak load returns the value this CPU read before.
 STALE_P = 0.5
+#: In random mode, the chance that a weak CPU's use of what it read is satisfied late.
+LATE_P = 0.5
 
 #: This process's model, or None: the plain ``sc`` path with nothing to record.
 _mm = None
@@ -125,6 +130,9 @@ class Model:
         self.pending = []
         self.epoch = 0
         self.cache = {}
+        #: weak: loads issued but satisfied only at the next barrier that orders them (the
+        #: walker's use of what it read), as callables; a later store may pass them.
+        self.late = []
         #: ``on_step(label)`` runs before every step (check pauses a process at one);
         #: ``log(label)`` records it.
         self.on_step = on_step
@@ -179,10 +187,27 @@ class Model:
             self._drain_one()
 
     def full_barrier(self) -> None:
-        """What ``smp_mb()`` does to this CPU's view: every buffered store is visible, and no
-        later load is satisfied from an earlier one."""
+        """What ``smp_mb()`` does to this CPU's view: every buffered store is visible, every
+        earlier load satisfied, and no later load is satisfied from an earlier one."""
         self.drain()
+        self.settle()
         self.cache.clear()
+
+    def defer(self, load, what: str) -> None:
+        """weak: satisfy ``load()`` (a use of what the CPU read: the checker looks at the
+        object then) at the next barrier that orders it, not now, so that a later store can
+        become visible first (load->store reordering); at random in a run, always in
+        ``check``. Elsewhere, now."""
+        if self.weak and (self.adversarial or self.rng.random() < LATE_P):
+            self.note(f"{what}: satisfied late, at the next barrier that orders it")
+            self.late.append(load)
+        else:
+            load()
+
+    def settle(self) -> None:
+        late, self.late = self.late, []
+        for load in late:
+            load()
 
     def _may_pass(self, words, i) -> bool:
         return all(e[0] == self.epoch and not (e[1] is words and e[2] == i)
@@ -230,13 +255,16 @@ class Model:
             return
         self.cache.pop((id(words), i), None)  # a CPU sees its own stores: coherence
         if release and self.weak:
+            self.settle()    # every earlier load is satisfied first
             self.epoch += 1  # after every earlier store; later ones may still pass it
-        if self.weak and self.adversarial and self.pending and self._may_pass(words, i):
-            # The worst legal order for store->store: this store is visible before the
-            # earlier ones still buffered (none is to its word, no barrier between).
+        if self.weak and self.adversarial and (self.pending or self.late) \
+                and self._may_pass(words, i):
+            # The worst legal order: this store is visible before the earlier stores still
+            # buffered (none to its word, no barrier between) and the earlier loads not yet
+            # satisfied (store->store, load->store).
             words[i] = value
-            self.note(f"  visible at once, before {len(self.pending)} earlier buffered "
-                      f"store(s)")
+            self.note(f"  visible at once, before {len(self.pending)} earlier store(s) and "
+                      f"{len(self.late)} earlier load(s)")
             return
         self.pending.append([self.epoch, words, i, value])
         if len(self.pending) > CAPACITY:
@@ -247,6 +275,12 @@ class Model:
         label = _label(op, atomic.words, None)
         self.step(label, logged=False)
         if self.weak and not ordered:
+            if self.adversarial and self.late and not self.pending:
+                # Unordered: visible before the earlier loads are satisfied (load->store).
+                value = atomic.apply(delta)
+                self.note(f"{label} -> {value}, visible at once, before {len(self.late)} "
+                          f"earlier load(s)")
+                return None
             self.note(f"{label} (buffered: unordered)")
             self.pending.append([self.epoch, atomic, None, delta])
             self._random_drain()
@@ -391,6 +425,7 @@ def smp_rmb() -> None:
     mm = _mm
     if mm is not None:
         mm.step("smp_rmb")
+        mm.settle()
         mm.cache.clear()
 
 
