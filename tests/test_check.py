@@ -6,6 +6,7 @@ are skipped (``--stress-ops 0``) except where a test says otherwise."""
 
 import json
 import pathlib
+import time
 
 import pytest
 
@@ -149,3 +150,39 @@ def test_bad_input_is_one_line_and_exit_2(capsys, argv, message):
     assert main(["check", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
+
+
+HANGS = '''
+import time
+from lpw_mp.kernel.api import Strategy
+
+
+class Hangs(Strategy):
+    name = "hangs"
+    kernel = "a walker that never gets past its begin, once started"
+    walks = 0  # this CPU's own count: each process has its copy of the strategy
+
+    def begin_lockless_pgtbl_walk(self, cpu):
+        self.walks += 1
+        if self.walks > 1:  # the warm-up walk at start-up passes
+            time.sleep(3600)
+
+    def serialize_against_pte_lookup(self, up):
+        up.broadcast(self.m.mm_cpumask())
+'''
+
+
+@pytest.mark.timeout(60)
+def test_a_walker_that_never_reaches_its_point_ends_check_within_the_bound(tmp_path, capsys):
+    """A strategy whose walker blocks inside its window: check does not hang; it gives up
+    within its bound with one line naming the CPU and what it was doing, exits 1, and leaves
+    no process behind (the autouse fixture checks)."""
+    plugin = tmp_path / "hangs.py"
+    plugin.write_text(HANGS)
+    start = time.monotonic()
+    status = main(["check", f"{plugin}:Hangs", "--memory-model", "sc", "--path", "zap-leaf",
+                   "--stress-ops", "0", "--ipi-timeout", "1s"])
+    assert status == 1 and time.monotonic() - start < 30
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("lpw_mp: error: "), err
+    assert "CPU 1" in err[0]

@@ -13,7 +13,7 @@ import sys
 
 from tabulate import tabulate
 
-from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, parse_duration, parse_int,
+from lpw_mp.commands.shell import (PROG, Parser, UsageError, invoked_as, parse_duration, parse_int,
                                    resolve_strategy, typed)
 from lpw_mp.harness.checking import (PATH_TEXT, PATHS, STRESS, check_schedules, stress)
 from lpw_mp.harness.config import Config, ConfigError
@@ -107,10 +107,10 @@ def main(argv) -> int:
         with interruptible():
             report = run_check(cls, spec, args, schedule_cfg, stress_cfg)
     except EmulatorError as exc:
-        print(f"lpw_mp check: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except Interrupted:
-        print("lpw_mp check: interrupted (check writes nothing)", file=sys.stderr)
+        print(f"{PROG}: interrupted (check writes nothing)", file=sys.stderr)
         return 130
     if args.json:
         print(json.dumps(report, indent=2))

@@ -9,8 +9,8 @@ pointer, or after its end hook with IRQs still off). The coordinator then goes o
 (an IPI it owes, a grace period it holds up) or has finished, so a strategy that does not wait
 reaches its destructive step while the walker is still inside: the checker sees it. k runs
 from 0 until the operation has fewer steps, every walker point, each schedule three times with
-the walk on CPU 1, 2 and 0 in turn (a strategy that targets the wrong CPU, or serialises every
-other operation, is caught too). Under ``tso`` and ``weak`` the
+the walk on CPU 1, 2 and 0 and on slots 1, 2 and 5 in turn (a strategy that leaves out a CPU
+or a slot, or serialises every other operation, is caught too). Under ``tso`` and ``weak`` the
 schedule is the worst legal one: stores stay buffered until something forces them out, weak
 loads return an earlier value whenever they may, and a weak walker's use of what it read is
 satisfied as late as its barriers allow (``memory_model``).
@@ -38,11 +38,12 @@ PATHS = {"zap-leaf": (ptm.LEAF, "zap_pmd"), "free-table": (ptm.TABLE, "zap_pmd")
 PATH_TEXT = {"zap-leaf": "munmap of a THP (ZAP_LEAF)",
              "free-table": "munmap of a PTE table (FREE_TABLE)",
              "split": "split (pmdp_invalidate)", "collapse": "collapse (pmdp_collapse_flush)"}
-#: The slot walked and the PTE read there.
-SLOT, SUB = 1, 3
-#: The CPU that walks in each repeat of a schedule: each CPU in turn, so that a strategy that
-#: leaves one out, or acts on every other operation, meets a walker it fails.
+#: The CPU that walks in each repeat of a schedule, and the slot it walks (the PTE it reads
+#: there is SUB): each CPU in turn, on slots of both parities, so that a strategy that leaves
+#: a CPU or a slot out, or acts on every other operation, meets a walker it fails.
 WALKERS = (1, 2, 0)
+SLOTS = (1, 2, 5)
+SUB = 3
 #: How long the walker may take to reach its point while the coordinator is stopped; a
 #: walker that waits for the updater (a lock it holds) is let on once the updater goes on.
 WALKER_BOUND = 1.0
@@ -56,7 +57,7 @@ OTHER_WAIT_BOUND = 0.3
 MAX_STEPS = 400
 
 # The coordinator's side of the handshake, in ``Script.state``.
-S_EVENT, S_PATH, S_POINT, S_REP, S_STEP, S_REACHED, S_NO, S_FINISHED, S_CPU = range(9)
+S_EVENT, S_PATH, S_POINT, S_REP, S_STEP, S_REACHED, S_NO, S_FINISHED, S_CPU, S_SLOT = range(10)
 PAUSED, DONE = 1, 2
 
 
@@ -70,7 +71,7 @@ class Script:
         self.walkers = list(walkers)
         self.event = ctx.Semaphore(0)
         self.resume = ctx.Semaphore(0)
-        self.state = RawArray("q", 9)
+        self.state = RawArray("q", 10)
         self.label = RawArray("c", 240)
         self._target = -1
         self._count = 0
@@ -92,8 +93,11 @@ class Script:
         self.state[S_EVENT] = event
         self.event.release()
         up = self._up
-        up.m.wait_bounded(self.resume.acquire, up.timeout, "check's parent",
-                          lambda: Aborted("check's parent did not answer"))
+        # A backstop only: the parent bounds every wait of its own (the walker's, this
+        # coordinator's) and names the culprit first; a dead parent kills this process.
+        bound = 3 * up.timeout + WALKER_BOUND + 5
+        up.m.wait_bounded(self.resume.acquire, bound, "check's parent",
+                          lambda: Aborted(f"check's parent did not answer within {bound:g} s"))
 
     def run(self, up) -> dict:
         self._up = up
@@ -102,15 +106,16 @@ class Script:
             kind, op = PATHS[path]
             for point in self.points:
                 for rep, cpu in enumerate(self.walkers):
+                    slot = SLOTS[rep % len(SLOTS)]
                     for k in range(MAX_STEPS):
-                        prepare(up, SLOT, kind)
+                        prepare(up, slot, kind)
                         number += 1
                         state[S_PATH], state[S_POINT], state[S_REP] = p, point, rep
-                        state[S_CPU] = cpu
+                        state[S_CPU], state[S_SLOT] = cpu, slot
                         state[S_STEP], state[S_NO] = k, number
                         note(f"--- schedule {number}")
                         self._count, self._target = 0, k
-                        getattr(up, op)(SLOT)
+                        getattr(up, op)(slot)
                         up.tlb_finish_mmu()
                         up.rcu_barrier()
                         self._target = -1
@@ -151,6 +156,7 @@ class Schedule:
     path: str
     model: str
     cpu: int
+    slot: int
     point: int
     step: int
     rep: int
@@ -160,8 +166,9 @@ class Schedule:
     steps: list = field(default_factory=list)
 
     def describe(self) -> str:
-        head = (f"{PATH_TEXT[self.path]} of slot {SLOT} under {self.model}: CPU {self.cpu} began "
-                f"a walk of slot {SLOT} when the coordinator was about to run step "
+        head = (f"{PATH_TEXT[self.path]} of slot {self.slot} under {self.model}: CPU "
+                f"{self.cpu} began a walk of slot {self.slot} when the coordinator was about "
+                f"to run step "
                 f"{self.step + 1} ({self.label}), and stopped {WALK_POINTS[self.point]}; "
                 f"the coordinator went on")
         kinds = ", ".join(sorted({v["kind"] for v in self.violations})) or "a violation"
@@ -221,9 +228,9 @@ def _drive(emu, script, hooks, model, verdicts, failing) -> None:
             continue
         verdict.schedules += 1
         before = checker.total()
-        point, cpu = state[S_POINT], state[S_CPU]
+        point, cpu, slot = state[S_POINT], state[S_CPU], state[S_SLOT]
         hook = hooks[cpu]
-        hook.command(SLOT, SUB, point)
+        hook.command(slot, SUB, point)
         m.wake[cpu].release()
         paused = hook.paused.acquire(True, WALKER_BOUND)
         script.resume.release()
@@ -238,8 +245,9 @@ def _drive(emu, script, hooks, model, verdicts, failing) -> None:
         if new:
             verdict.violations += new
             if verdict.first is None:
-                verdict.first = Schedule(path, model, cpu, point, state[S_STEP], state[S_REP],
-                                         state[S_NO], script.label.value.decode(),
+                verdict.first = Schedule(path, model, cpu, slot, point, state[S_STEP],
+                                         state[S_REP], state[S_NO],
+                                         script.label.value.decode(),
                                          checker.violations()[before:before + new])
                 failing.append(verdict.first)
         script.resume.release()

@@ -87,6 +87,7 @@ class SimulatedCPU:
         log = self._log
         if log is not None:  # outside the timed part: the measured path pays the test only
             log(f"local_irq_disable(); walk slot {slot} ({self.walker})")
+        m.walk_slot[cpu] = slot                 # named if the walk never ends
         t0 = clock()
         m.irq_off[cpu] = 1                      # local_irq_disable()
         if self._custom:
@@ -133,7 +134,6 @@ class SimulatedCPU:
         pt = self.pt
         if hook is not None and hook.point == BEFORE_PMD_READ:
             hook.pause()
-        self.m.walk_slot[self.cpu] = slot
         pmd = READ_ONCE(pt.pmds, slot)
         if hook is not None and hook.point == AFTER_PMD_READ:
             hook.pause()
