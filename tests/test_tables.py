@@ -133,8 +133,10 @@ def test_the_mark_lands_on_the_figure_it_qualifies(real):
         assert "3.3 us?" in rows_of(text, "count")
         assert "not caught?" in rows_of(text, "none")
         assert not any(f"{name}?" in text for name in ("ipi", "count", "percpu", "v5.8", "sync-one", "sync-mm", "none"))
-        assert "[1] ipi: only 9 IPI rounds: the median is not reliable" in text
-        assert "[2] count: only 3 walks in" in text
+        # Numbered in order; the real run may add notes of its own (a loaded host's), so
+        # the numbers are not fixed, only that each mark has one.
+        assert re.search(r"\[\d+\] ipi: only 9 IPI rounds: the median is not reliable", text)
+        assert re.search(r"\[\d+\] count: only 3 walks in", text)
     assert re.search(r"\| +6\.81 ms\? +\|", format_markdown(doc))
 
 
