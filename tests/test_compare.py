@@ -371,3 +371,13 @@ def test_metric_names_and_figures_relative_to_ipi(tmp_path, repeated_run, capsys
     assert main(["compare", str(a), str(b), "--metric", "vs-ipi"]) == 0
     (line,) = [x for x in capsys.readouterr().out.splitlines() if x.startswith("ipi")]
     assert line.split() == ["ipi", "baseline", "baseline", "-", "-"]
+
+
+def test_a_key_a_run_predates_counts_as_its_default():
+    """A run made before --memory-model existed has no memory_model in its configuration: it
+    ran sc, so beside an sc run nothing differs, and beside a tso run the key does."""
+    from lpw_mp.commands.compare import differing_keys
+    old = {"config": {"cpus": 4, "seed": 1}}
+    assert differing_keys([old, {"config": {"cpus": 4, "seed": 1, "memory_model": "sc"}}]) == {}
+    assert differing_keys([old, {"config": {"cpus": 4, "seed": 1, "memory_model": "tso"}}]) \
+        == {"memory_model": ["sc", "tso"]}

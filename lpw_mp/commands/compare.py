@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import statistics
+from dataclasses import asdict
 
 from tabulate import tabulate
 
@@ -66,12 +67,14 @@ def load_run(spec: str, runs_dir: str) -> tuple:
 
 
 def differing_keys(results: list) -> dict:
-    """Configuration keys whose values are not all equal: key -> value per run."""
+    """Configuration keys whose values are not all equal: key -> value per run. A key a run
+    predates (``memory_model``, say) counts as its default: what that run did."""
+    defaults = asdict(Config())
     keys = []
     for r in results:
         keys += [k for k in r["config"] if k not in keys and k not in IGNORED_KEYS]
-    return {k: [r["config"].get(k) for r in results] for k in keys
-            if len({json.dumps(r["config"].get(k)) for r in results}) > 1}
+    values = {k: [r["config"].get(k, defaults.get(k)) for r in results] for k in keys}
+    return {k: v for k, v in values.items() if len({json.dumps(x) for x in v}) > 1}
 
 
 def _letter(i: int) -> str:
