@@ -255,8 +255,9 @@ def _drive(emu, script, hooks, model, verdicts, failing) -> None:
 
 def _until_waiting_or_done(emu, script, w: int) -> bool:
     """Wait until the coordinator has ended the schedule (True) or waits for the walker
-    (False): an IPI the walker owes, a grace period it holds up, or a wait of the
-    strategy's own that lasts ``OWN_WAIT_BOUND``."""
+    (False): an IPI the walker owes, a grace period it holds up, a ``wait_event`` whose
+    condition was found false ``OWN_WAIT_POLLS`` times, or any other wait that lasts
+    ``OTHER_WAIT_BOUND``."""
     m, rcu = emu.machine, emu.strategy.rcu
     qs = w * SLOT_STRIDE
     waited_since, polls = None, m.coord_polls.value
