@@ -7,9 +7,8 @@ Each is a plugin class, loaded by spec as a user's would be: ``tests/mutants.py:
 Every mutant is marked safe, so that check blames it as it would blame a user's scheme.
 """
 
-from lpw_mp.kernel.machine import SLOT_STRIDE
-from lpw_mp.kernel.memory_model import (WRITE_ONCE, atomic_dec, atomic_inc, per_cpu_READ_ONCE,
-                                        smp_mb, smp_rmb)
+from lpw_mp.kernel.machine import for_each_cpu_READ_ONCE, per_cpu
+from lpw_mp.kernel.memory_model import WRITE_ONCE, atomic_dec, atomic_inc, smp_mb, smp_rmb
 from lpw_mp.kernel.rcu import RCU
 from lpw_mp.kernel.strategies.count import CountStrategy
 from lpw_mp.kernel.strategies.ipi import IPIStrategy
@@ -60,7 +59,7 @@ class PerCPUNoWalkerBarrier(PerCPUStrategy):
     name = "mutant-percpu-no-walker-mb"
 
     def begin_lockless_pgtbl_walk(self, cpu):
-        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 1)
+        WRITE_ONCE(self.slots, per_cpu(cpu), 1)
 
 
 class PerCPUNoEndBarrier(PerCPUStrategy):
@@ -69,7 +68,7 @@ class PerCPUNoEndBarrier(PerCPUStrategy):
     name = "mutant-percpu-no-end-mb"
 
     def end_lockless_pgtbl_walk(self, cpu):
-        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 0)
+        WRITE_ONCE(self.slots, per_cpu(cpu), 0)
 
 
 class CountNoEndBarrier(CountStrategy):
@@ -87,7 +86,7 @@ class SyncMMPlainEnd(SyncMMStrategy):
     name = "mutant-sync-mm-plain-end"
 
     def end_lockless_pgtbl_walk(self, cpu):
-        WRITE_ONCE(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, 0)
+        WRITE_ONCE(self.active_lockless_pt_walk_mm, per_cpu(cpu), 0)
 
 
 class PerCPUScanBeforeBarrier(PerCPUStrategy):
@@ -109,7 +108,7 @@ class SyncMMv4Rmb(SyncMMStrategy):
     def pmdp_collapse_flush(self, up):
         smp_rmb()
         online = self.m.online_cpus()
-        values = per_cpu_READ_ONCE(self.active_lockless_pt_walk_mm, online, SLOT_STRIDE)
+        values = for_each_cpu_READ_ONCE(self.active_lockless_pt_walk_mm, online)
         cpus = [cpu for cpu, mm in zip(online, values) if mm]
         up.broadcast(cpus)
 

@@ -27,33 +27,29 @@ SUMMARY = "prove or refute one strategy path by path, with a counterexample"
 
 #: Operations of each stress run (0 skips it): about a second per model on 2 cores.
 DEFAULT_STRESS_OPS = 1500
-#: The machine of the schedules: CPU 1 walks under command, CPUs 0 and 2 stay idle (an IPI
-#: to them is answered at once), 8 slots of 2M.
+#: The machine of the schedules: one CPU at a time walks under command, the others stay idle
+#: (an IPI to them is answered at once), 8 slots of 2M.
 SCHEDULE_CONFIG = dict(cpus=3, memory=16 << 20, op="mixed", walk_rate=0.0, pte_fraction=0.5,
                        walker_time=0.0)
 
 
-def _models(text: str) -> list:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    if names == ["all"]:
-        return list(MODELS)
-    for name in names:
-        if name not in MODELS:
-            raise ValueError(f"unknown memory model {name!r} (choose from "
-                             f"{', '.join(MODELS)}, all)")
-    if not names:
-        raise ValueError("no memory model given")
-    return list(dict.fromkeys(names))
+def _names(choices, noun: str, every: bool = False):
+    """A parser of a comma-separated list of ``choices`` (``every``: or ``all``), in the order
+    given, without repeats; ValueError naming a wrong one."""
+    also = ", all" if every else ""
 
-
-def _paths(text: str) -> list:
-    names = [part.strip() for part in text.split(",") if part.strip()]
-    for name in names:
-        if name not in PATHS:
-            raise ValueError(f"unknown path {name!r} (choose from {', '.join(PATHS)})")
-    if not names:
-        raise ValueError("no path given")
-    return list(dict.fromkeys(names))
+    def parse(text: str) -> list:
+        names = [part.strip() for part in text.split(",") if part.strip()]
+        if every and names == ["all"]:
+            return list(choices)
+        for name in names:
+            if name not in choices:
+                raise ValueError(f"unknown {noun} {name!r} (choose from "
+                                 f"{', '.join(choices)}{also})")
+        if not names:
+            raise ValueError(f"no {noun} given")
+        return list(dict.fromkeys(names))
+    return parse
 
 
 def build_parser() -> Parser:
@@ -66,11 +62,13 @@ def build_parser() -> Parser:
     p.add_argument("strategy", metavar="STRATEGY",
                    help="a built-in profile, path/to/file.py:Class, package.module:Class, or "
                         "an installed plugin's name")
-    p.add_argument("--memory-model", type=typed(_models, "models"), default=list(MODELS),
-                   dest="models",
+    p.add_argument("--memory-model", type=typed(_names(MODELS, "memory model", every=True),
+                                                 "models"),
+                   default=list(MODELS), dest="models",
                    help=f"comma-separated memory models to check under (default all: "
                         f"{', '.join(MODELS)})")
-    p.add_argument("--path", type=typed(_paths, "paths"), default=list(PATHS), dest="paths",
+    p.add_argument("--path", type=typed(_names(PATHS, "path"), "paths"), default=list(PATHS),
+                   dest="paths",
                    help=f"comma-separated paths (default all: {', '.join(PATHS)})")
     p.add_argument("--stress-ops", type=typed(parse_int, "ops"), default=DEFAULT_STRESS_OPS,
                    help=f"operations of the stress run under each model (default "

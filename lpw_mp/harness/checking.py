@@ -1,24 +1,25 @@
 """``check``: every hazard of every path forced on real processes, schedule by schedule, under
 each memory model; then a stress run under each. Used by ``lpw_mp check`` and the tests.
 
-A schedule is one operation on one slot (a path: zap of a huge leaf, free of a PTE table,
-split, collapse) with the coordinator stopped before its k-th step (every memory-model
-primitive, IPI round, grace period and destructive step is one) while a CPU walks that slot
-and stops at one point of its IRQ-off window (before its PMD read, after it, holding the
-pointer, or after its end hook with IRQs still off). The coordinator then goes on; the walker is let go once the coordinator waits for it
-(an IPI it owes, a grace period it holds up) or has finished, so a strategy that does not wait
-reaches its destructive step while the walker is still inside: the checker sees it. k runs
-from 0 until the operation has fewer steps, every walker point, each schedule three times with
-the walk on CPU 1, 2 and 0 and on slots 1, 2 and 5 in turn (a strategy that leaves out a CPU
-or a slot, or serialises every other operation, is caught too). Under ``tso`` and ``weak`` the
-schedule is the worst legal one: stores stay buffered until something forces them out, weak
-loads return an earlier value whenever they may, and a weak walker's use of what it read is
-satisfied as late as its barriers allow (``memory_model``).
+A schedule is one operation on one slot (a path: zap of a huge leaf, free of a PTE table, split,
+collapse) with the coordinator stopped before its k-th step (every memory-model primitive, IPI
+round, grace period and destructive step is one) while a CPU walks that slot and stops at one
+point of its IRQ-off window (before its PMD read, after it, holding the pointer, or after its
+end hook with IRQs still off). The coordinator then goes on; the walker is let go once the
+coordinator waits for it (an IPI it owes, a grace period it holds up) or has finished, so a
+strategy that does not wait reaches its destructive step while the walker is still inside: the
+checker sees it. k runs from 0 until the operation has fewer steps, every walker point, each
+schedule three times with the walk on CPU 1, 2 and 0 and on slots 1, 2 and 5 in turn (a strategy
+that leaves out a CPU or a slot, or serialises every other operation, is caught too). Under
+``tso`` and ``weak`` the schedule is the worst legal one: stores stay buffered until something
+forces them out, weak loads return an earlier value whenever they may, and a weak walker's use
+of what it read is satisfied as late as its barriers allow (``memory_model``).
 
 Every process logs its steps with the host's monotonic clock; a schedule that let a walker use
 freed memory becomes a counterexample: the two logs merged in time order.
 """
 
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -190,7 +191,7 @@ def check_schedules(cfg, strategy, model: str, points=None, paths=None, ctx=None
     points = list(points or WALK_POINTS)
     log_dir = tempfile.mkdtemp(prefix="lpw_mp-check-")
     try:
-        ctx = ctx or _ctx(cfg)
+        ctx = ctx or multiprocessing.get_context(cfg.start_method)
         hooks = [ScriptedWalker(ctx, cpu=cpu) for cpu in range(cfg.cpus)]
         emu = Emulator(cfg, strategy, hooks=hooks, ctx=ctx,
                        memory=Setting(model, adversarial=True, log_dir=log_dir))
@@ -206,11 +207,6 @@ def check_schedules(cfg, strategy, model: str, points=None, paths=None, ctx=None
         return verdicts
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
-
-
-def _ctx(cfg):
-    import multiprocessing
-    return multiprocessing.get_context(cfg.start_method)
 
 
 def _drive(emu, script, hooks, model, verdicts, failing) -> None:

@@ -30,9 +30,9 @@ from lpw_mp.kernel.checker import SafetyChecker
 from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, P_TOTAL, PHASE_SERIALIZING,
                                        PHASE_UNLINKED, new_progress)
 from lpw_mp.kernel.hooks import LockHook, WalkHook
-from lpw_mp.kernel.memory_model import Setting
 from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RCU, DOING_RUN,
                                    DOING_START, HIST_BUCKETS, Deadline, Machine, count_resumes)
+from lpw_mp.kernel.memory_model import Setting
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.rcu import RCU
 

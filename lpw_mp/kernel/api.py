@@ -7,35 +7,14 @@ Everything a strategy shares between the CPUs and the updater must be allocated 
 ``__init__`` (before the processes start) and touched only through these primitives, so that
 ``--memory-model`` and ``lpw_mp check`` can reorder what the architecture may reorder."""
 
-from multiprocessing.sharedctypes import RawArray
-
 from lpw_mp.kernel.cpu import HOLD, READ_ONCE_WALKER, RECHECK, WALKERS
-from lpw_mp.kernel.machine import SLOT_STRIDE
+from lpw_mp.kernel.machine import DEFINE_PER_CPU, for_each_cpu_READ_ONCE, per_cpu
 from lpw_mp.kernel.memory_model import (READ_ONCE, WRITE_ONCE, atomic_dec, atomic_dec_return,
                                         atomic_inc, atomic_inc_return, atomic_read, atomic_t,
-                                        name_words, per_cpu_READ_ONCE, raw_smp_processor_id,
-                                        smp_load_acquire, smp_mb, smp_mb__after_atomic,
-                                        smp_mb__before_atomic, smp_rmb, smp_store_release,
-                                        smp_wmb)
+                                        name_words, raw_smp_processor_id, smp_load_acquire,
+                                        smp_mb, smp_mb__after_atomic, smp_mb__before_atomic,
+                                        smp_rmb, smp_store_release, smp_wmb)
 from lpw_mp.kernel.strategies.base import Strategy
-
-
-def DEFINE_PER_CPU(machine, name: str):
-    """``DEFINE_PER_CPU(long, name)``: one 64-bit word per CPU, each on a cache line of its
-    own, zero at first. CPU c's word is ``per_cpu(c)`` in the array."""
-    return name_words(RawArray("q", machine.ncpus * SLOT_STRIDE), name,
-                      per_cpu_stride=SLOT_STRIDE)
-
-
-def per_cpu(cpu: int) -> int:
-    """The index of CPU ``cpu``'s word in a ``DEFINE_PER_CPU`` array."""
-    return cpu * SLOT_STRIDE
-
-
-def for_each_cpu_READ_ONCE(words, cpus) -> list:
-    """``READ_ONCE(per_cpu(var, cpu))`` for each of ``cpus``, one step each."""
-    return per_cpu_READ_ONCE(words, cpus, SLOT_STRIDE)
-
 
 __all__ = ["Strategy", "HOLD", "READ_ONCE_WALKER", "RECHECK", "WALKERS", "DEFINE_PER_CPU",
            "per_cpu", "for_each_cpu_READ_ONCE", "READ_ONCE", "WRITE_ONCE",

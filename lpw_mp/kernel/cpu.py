@@ -165,9 +165,6 @@ class SimulatedCPU:
         if found is None:
             return
         pmd, pte = found
-        pt = self.pt
-        table = pmd >> ptm.KIND_SHIFT == ptm.TABLE
-        index = pmd & ptm.INDEX_MASK
         if self._hold:
             if self._defer is None:  # the measured path: one call fewer
                 self._check_object(slot, pmd)
@@ -178,6 +175,9 @@ class SimulatedCPU:
                 # gup_fast takes its folio reference first (try_grab_folio_fast: a
                 # value-returning atomic, fully ordered), then re-reads PMD and PTE.
                 smp_mb()
+            pt = self.pt
+            table = pmd >> ptm.KIND_SHIFT == ptm.TABLE
+            index = pmd & ptm.INDEX_MASK
             now = READ_ONCE(pt.pmds, slot)
             if self._recheck and now == pmd and table:
                 # gup_fast's re-read of the PTE is a read of the PTE page: still live.

@@ -51,6 +51,23 @@ DOING_START, DOING_RUN, DOING_IDLE, DOING_ACK, DOING_LOCK, DOING_RCU = range(6)
 
 CPUMASK_MODES = ("sticky", "trim", "accurate")
 
+
+def DEFINE_PER_CPU(machine, name: str):
+    """``DEFINE_PER_CPU(long, name)``: one 64-bit word per CPU, each on a cache line of its
+    own, zero at first, named for step logs. CPU c's word is ``per_cpu(c)`` in the array."""
+    return memory_model.name_words(RawArray("q", machine.ncpus * SLOT_STRIDE), name,
+                                   per_cpu_stride=SLOT_STRIDE)
+
+
+def per_cpu(cpu: int) -> int:
+    """The index of CPU ``cpu``'s word in a ``DEFINE_PER_CPU`` array."""
+    return cpu * SLOT_STRIDE
+
+
+def for_each_cpu_READ_ONCE(words, cpus) -> list:
+    """``READ_ONCE(per_cpu(var, cpu))`` for each of ``cpus``, one step each."""
+    return memory_model.per_cpu_READ_ONCE(words, cpus, SLOT_STRIDE)
+
 #: SIGCONTs this process has received: each one restarts every ``Deadline`` of the process.
 _resumes = 0
 
@@ -248,23 +265,17 @@ class Machine:
         waiting = self.coord_waiting.value
         self.coord_waiting.value = waiting or 1
         try:
-            self._wait_bounded(acquire, deadline, what, expired, beat, abort)
+            while not acquire(True, min(ABORT_POLL, max(deadline.remaining(), 0.0))):
+                beat.value += 1
+                if abort.value:
+                    raise Aborted(f"run aborted while waiting for {what}")
+                if deadline.expired():
+                    exc = expired()
+                    if exc is not None:
+                        raise exc
+                    deadline = Deadline(ABORT_POLL)
         finally:
             self.coord_waiting.value = waiting
-
-    @staticmethod
-    def _wait_bounded(acquire, deadline, what, expired, beat, abort) -> None:
-        while True:
-            if acquire(True, min(ABORT_POLL, max(deadline.remaining(), 0.0))):
-                return
-            beat.value += 1
-            if abort.value:
-                raise Aborted(f"run aborted while waiting for {what}")
-            if deadline.expired():
-                exc = expired()
-                if exc is not None:
-                    raise exc
-                deadline = Deadline(ABORT_POLL)
 
     def acquire_bounded(self, lock, timeout: float, lock_name: str,
                         doing: int = DOING_LOCK) -> None:

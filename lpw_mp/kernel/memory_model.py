@@ -23,11 +23,12 @@ become visible first (load->store) unless ``smp_mb()``, ``smp_rmb()`` or a relea
 orders them; non-value-returning atomics (``atomic_inc``, ``atomic_dec``) are unordered and
 buffered too, while value-returning ones are fully ordered.
 
-What no mode models: load->store reordering of loads other than the walker's use of its
-result, POWER's lack of multi-copy atomicity (IRIW), control and address dependencies (every dependent access
-is ordered, as READ_ONCE guarantees on every architecture but Alpha), and the compiler. It is
-a testing aid that makes missing barriers visible on the paths the emulator runs, not a proof:
-for proofs, herd7 with the Linux-kernel memory model (tools/memory-model in the kernel tree).
+What no mode models: load->store reordering of loads other than the walker's use of its result,
+POWER's lack of multi-copy atomicity (IRIW), control and address dependencies (every dependent
+access is ordered, as READ_ONCE guarantees on every architecture but Alpha), and the compiler.
+It is a testing aid that makes missing barriers visible on the paths the emulator runs, not a
+proof: for proofs, herd7 with the Linux-kernel memory model (tools/memory-model in the kernel
+tree).
 
 Accesses that are not the strategy's (the safety checker's generations, the emulator's
 bookkeeping) stay plain: the generations are the oracle, the truth of which object is live.
@@ -150,6 +151,12 @@ class Model:
         if self.log is not None:
             self.log(text)
 
+    @property
+    def traced(self) -> bool:
+        """True in ``check`` (a step hook or a log): only then are steps named, so that a
+        run under ``--memory-model`` formats no text per access."""
+        return self.on_step is not None or self.log is not None
+
     # -- the store buffer -----------------------------------------------------------------------
 
     def _random_drain(self) -> None:
@@ -175,12 +182,16 @@ class Model:
         _, words, i, value = pending.pop(k)
         if i is None:
             words.apply(value)
-            self.note(f"  buffered {'+' if value > 0 else ''}{value} to "
-                      f"{getattr(words.words, '_lpw_name', 'an atomic')} becomes visible")
         else:
             words[i] = value
-            self.note(f"  buffered store {_where(words, i)} = {_value(words, value)} "
-                      f"becomes visible")
+        if self.log is None:
+            return
+        if i is None:
+            self.log(f"  buffered {'+' if value > 0 else ''}{value} to "
+                     f"{getattr(words.words, '_lpw_name', 'an atomic')} becomes visible")
+        else:
+            self.log(f"  buffered store {_where(words, i)} = {_value(words, value)} "
+                     f"becomes visible")
 
     def drain(self) -> None:
         while self.pending:
@@ -199,7 +210,8 @@ class Model:
         become visible first (load->store reordering); at random in a run, always in
         ``check``. Elsewhere, now."""
         if self.weak and (self.adversarial or self.rng.random() < LATE_P):
-            self.note(f"{what}: satisfied late, at the next barrier that orders it")
+            if self.log is not None:
+                self.log(f"{what}: satisfied late, at the next barrier that orders it")
             self.late.append(load)
         else:
             load()
@@ -222,6 +234,8 @@ class Model:
     # -- accesses -------------------------------------------------------------------------------
 
     def load(self, words, i, op="READ_ONCE"):
+        if not self.traced:
+            return self._load(words, i)[0]
         label = _label(op, words, i)
         self.step(label, logged=False)
         value, how = self._load(words, i)
@@ -246,10 +260,11 @@ class Model:
         return value, ""
 
     def store(self, words, i, value, release=False, op="WRITE_ONCE") -> None:
-        label = _label(op, words, i)
-        self.step(label, logged=False)
-        self.note(f"{label[:-1]}, {_value(words, value)})"
-                  + (" (buffered)" if self.buffered else ""))
+        if self.traced:
+            label = _label(op, words, i)
+            self.step(label, logged=False)
+            self.note(f"{label[:-1]}, {_value(words, value)})"
+                      + (" (buffered)" if self.buffered else ""))
         if not self.buffered:
             words[i] = value
             return
@@ -263,8 +278,9 @@ class Model:
             # buffered (none to its word, no barrier between) and the earlier loads not yet
             # satisfied (store->store, load->store).
             words[i] = value
-            self.note(f"  visible at once, before {len(self.pending)} earlier store(s) and "
-                      f"{len(self.late)} earlier load(s)")
+            if self.log is not None:
+                self.log(f"  visible at once, before {len(self.pending)} earlier store(s) "
+                         f"and {len(self.late)} earlier load(s)")
             return
         self.pending.append([self.epoch, words, i, value])
         if len(self.pending) > CAPACITY:
@@ -272,14 +288,15 @@ class Model:
         self._random_drain()
 
     def add(self, atomic, delta: int, ordered: bool, op: str):
-        label = _label(op, atomic.words, None)
-        self.step(label, logged=False)
+        label = _label(op, atomic.words, None) if self.traced else op
+        self.step(label, logged=False)  # names nothing unless traced
         if self.weak and not ordered:
             if self.adversarial and self.late and not self.pending:
                 # Unordered: visible before the earlier loads are satisfied (load->store).
                 value = atomic.apply(delta)
-                self.note(f"{label} -> {value}, visible at once, before {len(self.late)} "
-                          f"earlier load(s)")
+                if self.log is not None:
+                    self.log(f"{label} -> {value}, visible at once, before "
+                             f"{len(self.late)} earlier load(s)")
                 return None
             self.note(f"{label} (buffered: unordered)")
             self.pending.append([self.epoch, atomic, None, delta])
@@ -288,7 +305,8 @@ class Model:
         if self.buffered:  # tso: a LOCK prefix; weak: value-returning, fully ordered
             self.full_barrier()
         value = atomic.apply(delta)
-        self.note(f"{label} -> {value}")
+        if self.log is not None:
+            self.log(f"{label} -> {value}")
         return value
 
 
@@ -495,12 +513,15 @@ def atomic_read(v: atomic_t) -> int:
     mm = _mm
     if mm is None:
         return v.words.value
-    label = _label("atomic_read", v.words)
-    mm.step(label, logged=False)
+    traced = mm.traced
+    if traced:
+        label = _label("atomic_read", v.words)
+        mm.step(label, logged=False)
     value = v.words.value
     if mm.buffered:  # this CPU's own buffered increments, forwarded
         value += sum(e[3] for e in mm.pending if e[1] is v)
-    mm.note(f"{label} = {value}")
+    if traced:
+        mm.note(f"{label} = {value}")
     return value
 
 

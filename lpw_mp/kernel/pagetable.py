@@ -15,10 +15,10 @@ Carrying the generation inside the entry lets a walker that read the entry know 
 incarnation of the object it points to, so a free that lands between its read and its use is seen.
 
 Only the coordinator writes the table; walkers only read it. The PMD words are read and written
-through ``READ_ONCE``/``WRITE_ONCE`` (``memory_model``): under ``--memory-model tso`` or ``weak``
-a cleared entry can still be in the coordinator's store buffer when a walker reads it. The destructive steps (``pte_free``,
-``free_huge_leaf`` and the slot repurposing in ``set_pmd_*``) bump a generation; the strategies
-decide when they may run.
+through ``READ_ONCE``/``WRITE_ONCE`` (``memory_model``): under ``--memory-model tso`` or
+``weak`` a cleared entry can still be in the coordinator's store buffer when a walker reads it.
+The destructive steps (``pte_free``, ``free_huge_leaf`` and the slot repurposing in
+``set_pmd_*``) bump a generation; the strategies decide when they may run.
 """
 
 import ctypes

@@ -1,9 +1,7 @@
 """``percpu``: each CPU marks its own slot; the updater IPIs only the CPUs inside a walk."""
 
-from multiprocessing.sharedctypes import RawArray
-
-from lpw_mp.kernel.machine import SLOT_STRIDE
-from lpw_mp.kernel.memory_model import WRITE_ONCE, name_words, per_cpu_READ_ONCE, smp_mb
+from lpw_mp.kernel.machine import DEFINE_PER_CPU, for_each_cpu_READ_ONCE, per_cpu
+from lpw_mp.kernel.memory_model import WRITE_ONCE, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
 
 
@@ -22,19 +20,18 @@ class PerCPUStrategy(Strategy):
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
-        self.slots = name_words(RawArray("q", machine.ncpus * SLOT_STRIDE),
-                                "lockless_pgtbl_walk_counter", per_cpu_stride=SLOT_STRIDE)
+        self.slots = DEFINE_PER_CPU(machine, "lockless_pgtbl_walk_counter")
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 1)
+        WRITE_ONCE(self.slots, per_cpu(cpu), 1)
         smp_mb()
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         smp_mb()
-        WRITE_ONCE(self.slots, cpu * SLOT_STRIDE, 0)
+        WRITE_ONCE(self.slots, per_cpu(cpu), 0)
 
     def walking_cpus(self, cpus) -> list:
-        values = per_cpu_READ_ONCE(self.slots, cpus, SLOT_STRIDE)
+        values = for_each_cpu_READ_ONCE(self.slots, cpus)
         return [cpu for cpu, walking in zip(cpus, values) if walking]
 
     def serialize_against_pte_lookup(self, up) -> None:

@@ -1,10 +1,7 @@
 """``sync-mm``: Lance Yang's targeted sync IPIs (2026 v4, proposed, not merged)."""
 
-from multiprocessing.sharedctypes import RawArray
-
-from lpw_mp.kernel.machine import SLOT_STRIDE
-from lpw_mp.kernel.memory_model import (WRITE_ONCE, name_words, per_cpu_READ_ONCE, smp_mb,
-                                        smp_store_release)
+from lpw_mp.kernel.machine import DEFINE_PER_CPU, for_each_cpu_READ_ONCE, per_cpu
+from lpw_mp.kernel.memory_model import WRITE_ONCE, smp_mb, smp_store_release
 from lpw_mp.kernel.strategies.base import Strategy
 
 #: The value a slot holds while its CPU walks this mm (the kernel stores the mm pointer).
@@ -30,16 +27,14 @@ class SyncMMStrategy(Strategy):
 
     def __init__(self, ctx, machine):
         super().__init__(ctx, machine)
-        self.active_lockless_pt_walk_mm = name_words(
-            RawArray("q", machine.ncpus * SLOT_STRIDE), "active_lockless_pt_walk_mm",
-            per_cpu_stride=SLOT_STRIDE)
+        self.active_lockless_pt_walk_mm = DEFINE_PER_CPU(machine, "active_lockless_pt_walk_mm")
 
     def begin_lockless_pgtbl_walk(self, cpu: int) -> None:
-        WRITE_ONCE(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, THIS_MM)  # this_cpu_write
+        WRITE_ONCE(self.active_lockless_pt_walk_mm, per_cpu(cpu), THIS_MM)  # this_cpu_write
         smp_mb()
 
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
-        smp_store_release(self.active_lockless_pt_walk_mm, cpu * SLOT_STRIDE, 0)
+        smp_store_release(self.active_lockless_pt_walk_mm, per_cpu(cpu), 0)
 
     def zap_huge_pmd(self, up) -> None:
         pass
@@ -52,7 +47,7 @@ class SyncMMStrategy(Strategy):
         then an IPI to every online CPU walking this mm, and wait."""
         smp_mb()
         online = self.m.online_cpus()
-        values = per_cpu_READ_ONCE(self.active_lockless_pt_walk_mm, online, SLOT_STRIDE)
+        values = for_each_cpu_READ_ONCE(self.active_lockless_pt_walk_mm, online)
         cpus = [cpu for cpu, mm in zip(online, values) if mm == THIS_MM]
         up.broadcast(cpus)
         up.stats.sync_ipis += len(cpus)
