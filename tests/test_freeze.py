@@ -17,8 +17,8 @@ from helpers import acquire, wait_until
 from lpw_mp.harness import emulator as emulator_mod
 from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.harness.emulator import Emulator, EmulatorError
-from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_LOCKED, FREEZE_QS_LOCKED,
-                          FREEZE_QS_REPORTED, FREEZE_START, FreezeHook)
+from lpw_mp.kernel.hooks import (FREEZE_ACK_COUNTED, FREEZE_ACK_TAKEN, FREEZE_IDLE,
+                                 FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, FREEZE_START, FreezeHook)
 from lpw_mp.kernel.machine import DOING_LOCK, LockTimeout, Machine
 from lpw_mp.harness.walkers import measure_walkers
 from test_faults import (THREE_LEGS, alive, assert_nothing_left, child_named, cli_run, family,
@@ -64,20 +64,54 @@ def machine_procs(emu) -> list:
 
 # -- the IPI acknowledgement ---------------------------------------------------------------
 
-def test_a_cpu_frozen_holding_the_ack_lock_is_named_as_the_culprit(cfg):
-    """CPU 1 stops while it holds the IPI acknowledgement lock, in the first round: the other
-    CPUs queue on the lock, the round cannot end, and after --ipi-timeout the run fails naming
-    the stopped CPU first, as stopped while acknowledging, and the round's number."""
-    c = cfg(cpus=3, memory=16 << 20, ipi_timeout=BOUND)
-    with Emulator(c, "ipi", hooks=[FreezeHook(1, FREEZE_ACK_LOCKED)]) as emu:
+@pytest.mark.parametrize("cpus", [1, 3])
+def test_a_cpu_frozen_counting_its_ack_holds_up_only_itself(cfg, cpus):
+    """CPU 0 stops right after it took its part of the acknowledgements owed, before it woke
+    the sender if it was the last. The count takes no lock, so the other CPUs acknowledge
+    regardless: the round (or, if CPU 0 was not the last, the next one) fails after
+    --ipi-timeout naming CPU 0 alone, stopped while acknowledging."""
+    c = cfg(cpus=cpus, memory=16 << 20, ipi_timeout=BOUND)
+    with Emulator(c, "ipi", hooks=[FreezeHook(0, FREEZE_ACK_TAKEN)]) as emu:
         emu.start_coordinator()
-        message = fails_within(
-            emu, rf"did not acknowledge IPI round 1 within 1 s under strategy ipi: CPU 1 {PID} "
-                 rf"is stopped \(state T\) acknowledging an IPI \(sent it: 1, acknowledged: 0\)")
+        fails_within(emu, rf"^CPU 0 did not acknowledge IPI round [12] within 1 s under "
+                          rf"strategy ipi: CPU 0 {PID} is stopped \(state T\) acknowledging an "
+                          rf"IPI \(sent it: [12], acknowledged: [01]\)$")
         procs = machine_procs(emu)
-    assert message.index("CPU 1 (pid") < min(
-        (message.index(f"CPU {c} (pid") for c in (0, 2) if f"CPU {c} (pid" in message),
-        default=len(message))
+    assert_nothing_left(procs, set())
+
+
+def test_a_cpu_frozen_going_idle_is_named(cfg):
+    """CPU 1 stops in the wake path itself: idle, its doorbell read, about to sleep on it. The
+    doorbell rings for nobody, the first round fails after --ipi-timeout naming CPU 1 alone,
+    stopped and idle, and nothing is left behind."""
+    c = cfg(cpus=3, memory=16 << 20, walk_rate=0.0, ipi_timeout=BOUND)
+    with Emulator(c, "ipi", hooks=[FreezeHook(1, FREEZE_IDLE)]) as emu:
+        wait_stopped(emu.cpus[1].pid)
+        emu.start_coordinator()
+        fails_within(emu, rf"^CPU 1 did not acknowledge IPI round 1 within 1 s under strategy "
+                          rf"ipi: CPU 1 {PID} is stopped \(state T\) idle$")
+        procs = machine_procs(emu)
+    assert_nothing_left(procs, set())
+
+
+@pytest.mark.parametrize("point", [FREEZE_IDLE, FREEZE_ACK_TAKEN])
+def test_a_cpu_killed_inside_the_wake_path_fails_the_run_naming_it(cfg, point):
+    """CPU 0 is SIGKILLed while stopped inside the wake path (about to sleep on its doorbell,
+    or having counted its acknowledgement as the last one, before it woke the sender): the run
+    fails promptly naming the dead CPU, not after the IPI bound, and leaves nothing behind."""
+    c = cfg(cpus=1, memory=16 << 20, walk_rate=0.0, ipi_timeout=30.0)
+    with Emulator(c, "ipi", hooks=[FreezeHook(0, point)]) as emu:
+        if point != FREEZE_IDLE:
+            emu.start_coordinator()
+        victim = emu.cpus[0].pid
+        wait_stopped(victim)
+        if point == FREEZE_IDLE:
+            emu.start_coordinator()
+        procs = machine_procs(emu)
+        start = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        fails_within(emu, rf"simulated CPU 0 \(pid {victim}\) killed by SIGKILL during the run "
+                          rf"under strategy ipi", start=start)
     assert_nothing_left(procs, set())
 
 

@@ -179,7 +179,7 @@ def hardware_differences(result: dict) -> list:
     if ipi and ipi["ipi_round_s"]["n"]:
         r = ipi["ipi_round_s"]
         out.append(
-            f"IPIs: a broadcast is a semaphore post per CPU and {c['cpus']} context switches "
+            f"IPIs: a broadcast is a futex wake per 32 CPUs and {c['cpus']} context switches "
             f"before the last acknowledgement; a round took {format_duration(r['median'])} "
             f"(median; p99 {format_duration(r['p99'])}) here, against "
             f"{format_duration(SEED_BEFORE.seconds / SEED_THPS)} per THP for the "

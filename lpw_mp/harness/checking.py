@@ -227,7 +227,7 @@ def _drive(emu, script, hooks, model, verdicts, failing) -> None:
         point, cpu, slot = state[S_POINT], state[S_CPU], state[S_SLOT]
         hook = hooks[cpu]
         hook.command(slot, SUB, point)
-        m.wake[cpu].release()
+        m.kick(cpu)
         paused = hook.paused.acquire(True, WALKER_BOUND)
         script.resume.release()
         if not paused:

@@ -165,6 +165,7 @@ class Emulator:
                 if self.on_cpu_started is not None:
                     self.on_cpu_started(len(self.cpus))
         self._wait_ready()
+        self.machine.start()
 
     def _wait_ready(self) -> None:
         deadline = Deadline(READY_BASE + READY_PER_CPU * self.cfg.cpus)

@@ -12,11 +12,11 @@ import time
 from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.hooks import (AFTER_END, AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COUNTED,
-                                 FREEZE_ACK_LOCKED, FREEZE_START, HOLDING, FreezeHook,
-                                 ScriptedWalker, WalkHook, freeze_point)
-from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS, HIST_STEPS,
-                                   NSTATS, SLOT_STRIDE, ST_BEGIN_END_NS, ST_HELD, ST_IPIS,
-                                   ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS, acquire_or_exit)
+                                 FREEZE_ACK_TAKEN, FREEZE_IDLE, FREEZE_START, HOLDING,
+                                 FreezeHook, ScriptedWalker, WalkHook, freeze_point)
+from lpw_mp.kernel.machine import (ABORT_POLL, DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS,
+                                   HIST_STEPS, NSTATS, SLOT_STRIDE, ST_BEGIN_END_NS, ST_HELD,
+                                   ST_IPIS, ST_LATE_NS, ST_RETRIES, ST_WALK_NS, ST_WALKS)
 from lpw_mp.kernel.memory_model import READ_ONCE, current, full_barrier, note, smp_mb
 from lpw_mp.kernel.strategies.base import Strategy
 
@@ -234,12 +234,10 @@ class SimulatedCPU:
         # CPU, and after 127 other processes have run, every distinct object it touches is a
         # cache miss. So the handler is inlined and everything it needs is a local.
         m, cpu = self.m, self.cpu
-        wake_acquire = m.wake[cpu].acquire
-        ipi_gen, ack_gen, cpumask = m.ipi_gen, m.ack_gen, m.cpumask
-        ack_lock, doing = m.ack_lock, m.doing
-        ack_lock_acquire, ack_lock_release = ack_lock.acquire, ack_lock.release
+        doorbell, sleep = m.doorbells.waiter(cpu)
+        ipi_gen, ack_gen, cpumask, doing = m.ipi_gen, m.ack_gen, m.cpumask, m.doing
         freeze = self.freeze
-        acks_owed, acks_done_release = m.acks_owed, m.acks_done.release
+        take_ack, acks_done_release = m.acks_left.acquire, m.acks_done.release
         trims, active = m.trims_lazy_cpus, bool(m.active[cpu])
         lazy = True  # not running the mm: idle since its last walk
         idle_enter, idle_exit = self.rcu.cpu_idle_enter, self.rcu.cpu_idle_exit
@@ -255,12 +253,15 @@ class SimulatedCPU:
             freeze_point(freeze, FREEZE_START)
         doing[cpu] = DOING_RUN
         m.ready.release()
+        if not self._wait_started(doorbell, sleep):
+            return
         script = self.script
         if self.hook is not None and script is None:
             lazy = False  # the test's walk runs the mm
             self.walk(self.hook.slot, self.hook.sub, self.hook)
         next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
         while True:
+            seq = doorbell()  # before looking: a ring after this makes the sleep return
             gen = ipi_gen[cpu]
             if gen != ack_gen[cpu]:
                 # IRQs are enabled here and only here: run do_nothing() and acknowledge.
@@ -269,14 +270,10 @@ class SimulatedCPU:
                     cpumask[cpu] = 0
                 stats[ipis_index] += 1
                 doing[cpu] = DOING_ACK
-                if not ack_lock_acquire(False):
-                    acquire_or_exit(ack_lock, stop)
-                owed = acks_owed.value - 1
-                acks_owed.value = owed
+                last = not take_ack(False)
                 if freeze:
-                    freeze_point(freeze, FREEZE_ACK_LOCKED)
-                ack_lock_release()
-                if owed == 0:
+                    freeze_point(freeze, FREEZE_ACK_TAKEN)
+                if last:
                     acks_done_release()
                 if freeze:
                     freeze_point(freeze, FREEZE_ACK_COUNTED)
@@ -306,18 +303,17 @@ class SimulatedCPU:
                 continue
             if not settled[cpu]:
                 settled[cpu] = 1
-            timeout = None if next_walk is None else next_walk - monotonic()
-            if timeout is None or timeout > 0:
+            if next_walk is None or next_walk > monotonic():
                 doing[cpu] = DOING_IDLE
                 lazy = True
                 idle_enter(cpu)  # an extended quiescent state (dynticks-idle)
-                woke = wake_acquire(True, timeout)
+                if freeze:
+                    freeze_point(freeze, FREEZE_IDLE)
+                sleep(seq, next_walk)
                 idle_exit(cpu)
                 doing[cpu] = DOING_RUN
-                if woke:
-                    continue
-            if next_walk is None:  # woken by the end of a walker phase, with no walks due
-                continue
+                if next_walk is None or next_walk > monotonic():
+                    continue  # woken (or early): look again
             stats[late_index] += int((monotonic() - next_walk) * 1e9)
             if trims and active:  # switch_mm back to this mm: in the mask again
                 cpumask[cpu], lazy = 1, False
@@ -325,4 +321,15 @@ class SimulatedCPU:
             # Poisson arrivals; a CPU that fell far behind (descheduled) does not burst to catch up.
             next_walk = max(next_walk, monotonic() - 1.0 / rate) + rng.expovariate(rate)
 
-
+    def _wait_started(self, doorbell, sleep) -> bool:
+        """The start barrier: block until the parent has every CPU up (``Machine.start``);
+        False if the run is stopped first. Polls the stop flag, since a parent that died or
+        gave up may never ring."""
+        started, stop = self.m.started, self.m.stop
+        while True:
+            seq = doorbell()
+            if started.value:
+                return True
+            if stop.value:
+                return False
+            sleep(seq, time.monotonic() + ABORT_POLL)

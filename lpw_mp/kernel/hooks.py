@@ -10,12 +10,13 @@ from multiprocessing.sharedctypes import RawArray, RawValue
 
 from lpw_mp.kernel.memory_model import note
 
-#: Points at which a ``FreezeHook`` stops its CPU: before it reports itself started; holding
-#: the IPI acknowledgement lock; after it took its part of the count owed (and woke the sender
-#: if it was last) but before it wrote ``ack_gen``; holding rcu's quiescent-state lock; after
-#: it reported a quiescent state but before it marked the report posted.
-(FREEZE_START, FREEZE_ACK_LOCKED, FREEZE_ACK_COUNTED, FREEZE_QS_LOCKED,
- FREEZE_QS_REPORTED) = range(1, 6)
+#: Points at which a ``FreezeHook`` stops its CPU: before it reports itself started; after it
+#: took its part of the IPI acknowledgements owed, before it woke the sender if it was the
+#: last; after that, before it wrote ``ack_gen``; holding rcu's quiescent-state lock; after it
+#: reported a quiescent state but before it marked the report posted; idle, having read its
+#: doorbell, about to sleep on it.
+(FREEZE_START, FREEZE_ACK_TAKEN, FREEZE_ACK_COUNTED, FREEZE_QS_LOCKED,
+ FREEZE_QS_REPORTED, FREEZE_IDLE) = range(1, 7)
 
 
 class FreezeHook:

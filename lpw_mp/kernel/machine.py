@@ -1,10 +1,17 @@
 """The emulated machine: per-CPU state in shared memory, IPIs and memory barriers.
 
 Every simulated CPU owns a slot in each per-CPU array. IPIs use generation counters (trio-style,
-rather than reusable events): the sender bumps ``ipi_gen[cpu]`` and posts the CPU's wake semaphore;
-the CPU, once its IRQs are enabled, runs the handler and copies ``ipi_gen`` into ``ack_gen``. A CPU
-whose ``ack_gen`` lags behind its ``ipi_gen`` owes an acknowledgement, which is how a hung or dead
+rather than reusable events): the sender bumps ``ipi_gen[cpu]`` and rings the CPU's doorbell (a
+futex word shared with 31 other CPUs, ``futex.Doorbells``: O(N) memory in all); the CPU, once its
+IRQs are enabled, runs the handler and copies ``ipi_gen`` into ``ack_gen``. A CPU whose
+``ack_gen`` lags behind its ``ipi_gen`` owes an acknowledgement, which is how a hung or dead
 target is named.
+
+Acknowledgements are counted without a lock, so that a target descheduled while counting holds
+up nobody else (on 2 host cores with hundreds of CPU processes, a lock holder is often
+descheduled and the others then queue behind it): the sender posts ``acks_left`` once per target
+but one, every target takes one post back (``sem_trywait``, atomic), and the one that finds
+none left is the last and wakes the sender.
 
 Every wait is bounded and names its culprit. A CPU writes ``ack_gen`` last, after it has taken
 its part of the count owed and woken the sender: so whatever instant it is stopped at, a round
@@ -19,6 +26,7 @@ import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
 from lpw_mp.kernel import memory_model
+from lpw_mp.kernel.futex import Doorbells
 
 # Indices into the per-CPU statistics array (each CPU writes only its own row).
 ST_WALKS = 0          # walks completed
@@ -171,14 +179,16 @@ class Machine:
         self.doing = RawArray("b", ncpus)
         #: The slot each CPU's current (or last) walk is on.
         self.walk_slot = RawArray("q", ncpus)
-        self.wake = [ctx.Semaphore(0) for _ in range(ncpus)]
-        # Acknowledgements, as in the C floor: each target decrements the count owed and the
-        # last one wakes the sender, so the sender sleeps through the round instead of waking
-        # once per target.
-        self.ack_lock = ctx.Lock()
-        self.acks_owed = RawValue("q", 0)
+        self.doorbells = Doorbells(ncpus)
+        # Acknowledgements, as in the C floor: each target takes its part of the count owed
+        # and the last one wakes the sender, so the sender sleeps through the round instead of
+        # waking once per target.
+        self.acks_left = ctx.Semaphore(0)
         self.acks_done = ctx.Semaphore(0)
         self.ready = ctx.Semaphore(0)
+        #: The start barrier: set once every CPU is up, so that none walks while the parent
+        #: is still forking the others (they would compete with it for the host's cores).
+        self.started = RawValue("b", 0)
         self.stop = RawValue("b", 0)
         # Set during the walker phase: every CPU walks back to back instead of at --walk-rate.
         self.saturate = RawValue("b", 0)
@@ -233,11 +243,15 @@ class Machine:
             return
         self._rounds += 1
         memory_model.full_barrier()  # the csd queueing is fully ordered
-        ipi_gen, wake = self.ipi_gen, self.wake
-        self.acks_owed.value = len(cpus)
+        ipi_gen, acks_left = self.ipi_gen, self.acks_left
+        while acks_left.acquire(False):  # what a round that timed out left behind
+            pass
+        post = acks_left.release
+        for _ in range(len(cpus) - 1):
+            post()
         for cpu in cpus:
             ipi_gen[cpu] += 1
-            wake[cpu].release()
+        self.doorbells.ring(cpus)
         acquire = self.acks_done.acquire
         self.coord_waiting.value = 1
         try:
@@ -290,9 +304,17 @@ class Machine:
     def unacknowledged(self, cpus) -> list:
         return [cpu for cpu in cpus if self.ack_gen[cpu] != self.ipi_gen[cpu]]
 
+    def kick(self, cpu: int) -> None:
+        """Wake CPU ``cpu`` if it is idle, to look at what was just stored for it."""
+        self.doorbells.ring((cpu,))
+
     def wake_all(self) -> None:
-        for sem in self.wake:
-            sem.release()
+        self.doorbells.ring_all()
+
+    def start(self) -> None:
+        """Let every CPU go past the start barrier."""
+        self.started.value = 1
+        self.wake_all()
 
     # -- statistics ---------------------------------------------------------------------------
 
