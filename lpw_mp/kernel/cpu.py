@@ -260,6 +260,10 @@ class SimulatedCPU:
             lazy = False  # the test's walk runs the mm
             self.walk(self.hook.slot, self.hook.sub, self.hook)
         next_walk = monotonic() + rng.expovariate(rate) if rate > 0 else None
+        # An idle CPU that takes an IPI runs the handler in IRQ context and goes back to sleep
+        # without leaving idle (nor RCU's extended quiescent state): only something for the
+        # task (a walk due, a test's order, the walker phase, the stop) ends idle.
+        idle = False
         while True:
             seq = doorbell()  # before looking: a ring after this makes the sleep return
             gen = ipi_gen[cpu]
@@ -279,9 +283,17 @@ class SimulatedCPU:
                     freeze_point(freeze, FREEZE_ACK_COUNTED)
                 # Last: until this store the sender can name this CPU as late.
                 ack_gen[cpu] = gen
-                doing[cpu] = DOING_RUN
+                doing[cpu] = DOING_IDLE if idle else DOING_RUN
             if stop.value:
                 return
+            if idle:
+                if ((script is None or not script.order[0]) and not saturate.value
+                        and (next_walk is None or next_walk > monotonic())):
+                    sleep(seq, next_walk)
+                    continue
+                idle_exit(cpu)
+                idle = False
+                doing[cpu] = DOING_RUN
             if script is not None and script.order[0]:
                 # Told to walk: as if woken and switched to this mm, a full barrier, whether
                 # or not the CPU went idle since its last walk (so the schedule is the same).
@@ -305,15 +317,12 @@ class SimulatedCPU:
                 settled[cpu] = 1
             if next_walk is None or next_walk > monotonic():
                 doing[cpu] = DOING_IDLE
-                lazy = True
+                lazy = idle = True
                 idle_enter(cpu)  # an extended quiescent state (dynticks-idle)
                 if freeze:
                     freeze_point(freeze, FREEZE_IDLE)
                 sleep(seq, next_walk)
-                idle_exit(cpu)
-                doing[cpu] = DOING_RUN
-                if next_walk is None or next_walk > monotonic():
-                    continue  # woken (or early): look again
+                continue
             stats[late_index] += int((monotonic() - next_walk) * 1e9)
             if trims and active:  # switch_mm back to this mm: in the mask again
                 cpumask[cpu], lazy = 1, False
