@@ -25,6 +25,8 @@ from tabulate import tabulate
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.units import format_duration
 
+from _measure import alive, uss_pss
+
 #: How often the host memory and the process count are sampled.
 SAMPLE_S = 0.2
 
@@ -57,15 +59,7 @@ class Watch(threading.Thread):
                 self.first_child = time.monotonic() - start
             if len(kids) >= self.cpus and self.all_up is None:
                 self.all_up = time.monotonic() - start
-                self.uss = [_uss(p) for p in kids]
-                self.uss = [u for u in self.uss if u]
-
-
-def _uss(proc):
-    try:
-        return proc.memory_full_info().uss
-    except psutil.Error:
-        return None
+                self.uss = [m[0] for m in (uss_pss(p.pid) for p in kids) if m]
 
 
 def measure(cpus: int, args, extra) -> dict:
@@ -81,7 +75,7 @@ def measure(cpus: int, args, extra) -> dict:
         watch.done.set()
         watch.join()
         time.sleep(1.0)  # time for PR_SET_PDEATHSIG victims to be reaped by whoever owns them
-        leaked = [p.pid for p in watch.seen.values() if _alive(p)]
+        leaked = [p.pid for p in watch.seen.values() if alive(p)]
     row = {"cpus": cpus, "exit": proc.returncode, "wall_s": wall,
            "start_s": (watch.all_up - watch.first_child) if watch.all_up else None,
            "peak_bytes": watch.peak_bytes,
@@ -95,13 +89,6 @@ def measure(cpus: int, args, extra) -> dict:
                         (leg.get("ipi_round_s") or {}).get("median"), leg["status"])
                        for leg in result["legs"]]
     return row
-
-
-def _alive(proc) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _mib(n):
