@@ -1,5 +1,5 @@
-"""The scaling benchmarks (benchmarks/ipi_round.py) at tiny counts: their tables, their JSON
-figures, and where they stop."""
+"""The scaling benchmarks (benchmarks/ipi_round.py, benchmarks/scaling.py) at tiny counts:
+their tables, their JSON figures, the figure, and where they stop."""
 
 import json
 import os
@@ -8,12 +8,17 @@ import sys
 
 import pytest
 
+from helpers import without_matplotlib
+from lpw_mp.harness.config import ConfigError
+from lpw_mp.harness.emulator import Emulator, EmulatorError
+
 BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "benchmarks")
 sys.path.insert(0, BENCHMARKS)
 
 import _measure  # noqa: E402
 import ipi_round  # noqa: E402
+import scaling  # noqa: E402
 
 #: What the fake floor says every round costs, in microseconds.
 FAKE_FLOOR_US = 10.0
@@ -121,3 +126,85 @@ def test_a_floor_that_fails_stops_the_benchmark_with_its_reason(tmp_path, capsys
     assert ("stopped at 2 CPUs (the largest count run: none): the C floor failed at 2 CPUs: "
             "fork: Resource temporarily unavailable") in capsys.readouterr().out
     assert read(out_json)["points"] == []
+
+
+# -- scaling.py --------------------------------------------------------------------------------
+
+@pytest.mark.timeout(40)
+def test_scaling_prints_the_table_and_writes_the_figures_and_the_plot(tmp_path, fake_floor,
+                                                                       capsys):
+    """At 2 and 4 CPUs, one trial: the table has every column under the date, command and
+    load average; the JSON has, per count, start-up idle and with walkers, the round and the
+    floor, memory per CPU and a CPU process's USS and PSS; the PNG is written."""
+    out_json, png = tmp_path / "scaling.json", tmp_path / "scaling.png"
+    argv = ["--cpus", "2", "4", "--rounds", "20", "--trials", "1", "--floor", fake_floor,
+            "--json", str(out_json), "--plot", str(png)]
+    assert scaling.main(argv) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(read(out_json)["date"]) and "scaling.py --cpus 2 4" in text
+    assert "load average" in text
+    for column in ("CPUs", "start idle", "start walkers", "round p50 us", "C floor us",
+                   "round/floor", "MiB/CPU", "USS MiB", "PSS MiB", "load 1 min"):
+        assert column in text
+    assert "target: 1024 CPUs with walkers start in <= 20 s: not measured" in text
+    doc = read(out_json)
+    assert doc["benchmark"] == "scaling" and doc["limit"] is None and doc["walk_rate"] > 0
+    assert [p["cpus"] for p in doc["points"]] == [2, 4]
+    for p in doc["points"]:
+        for name in ("start_idle_s", "start_walkers_s", "round_us", "leg_us_per_thp",
+                     "uss_bytes", "pss_bytes"):
+            assert p[name]["n"] == 1 and p[name]["median"] > 0, name
+        assert p["floor_us"]["median"] == FAKE_FLOOR_US
+        assert isinstance(p["mem_per_cpu_bytes"]["median"], float)  # may be <= 0: noise
+        assert p["round_floor_ratio"]["median"] == pytest.approx(
+            p["round_us"]["median"] / FAKE_FLOOR_US)
+        assert len(p["trials"]) == 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.timeout(30)
+def test_scaling_stops_at_the_count_the_preflight_refuses(tmp_path, fake_floor, monkeypatch,
+                                                          capsys):
+    """The library's preflight refusing a count ends the benchmark there, with its one line
+    as the limit; no larger count is tried, and the counts before keep their figures."""
+    tried = []
+
+    def preflight(cfg):
+        tried.append(cfg.cpus)
+        if cfg.cpus >= 4:
+            raise ConfigError(f"--cpus {cfg.cpus} needs about 9 GiB of memory")
+    monkeypatch.setattr(scaling, "preflight", preflight)
+    out_json = tmp_path / "scaling.json"
+    assert scaling.main(["--cpus", "2", "4", "8", "--rounds", "20", "--trials", "1",
+                         "--floor", fake_floor, "--json", str(out_json)]) == 0
+    assert ("stopped at 4 CPUs (the largest count run: 2): --cpus 4 needs about 9 GiB "
+            "of memory") in capsys.readouterr().out
+    doc = read(out_json)
+    assert tried == [2, 4] and [p["cpus"] for p in doc["points"]] == [2]
+    assert doc["limit"] == {"cpus": 4, "reason": "--cpus 4 needs about 9 GiB of memory"}
+
+
+@pytest.mark.timeout(30)
+def test_scaling_stops_when_the_emulator_cannot_start_a_count(tmp_path, fake_floor,
+                                                              monkeypatch, capsys):
+    """An EmulatorError (a fork refused half-way) is a limit too: printed, not a
+    traceback."""
+    def emulator(cfg, strategy):
+        if cfg.cpus >= 4:
+            raise EmulatorError("could not start simulated CPU 3 of 4 under strategy ipi: "
+                                "Resource temporarily unavailable (lower --cpus)")
+        return Emulator(cfg, strategy)
+    monkeypatch.setattr(scaling, "Emulator", emulator)
+    assert scaling.main(["--cpus", "2", "4", "--rounds", "20", "--trials", "1",
+                         "--floor", fake_floor]) == 0
+    assert ("stopped at 4 CPUs (the largest count run: 2): could not start simulated CPU "
+            "3 of 4") in capsys.readouterr().out
+
+
+def test_scaling_without_matplotlib_says_so_and_draws_nothing(tmp_path, monkeypatch, capsys):
+    """--plot on a host without the plot extra: one line on how to get it, no file."""
+    without_matplotlib(monkeypatch)
+    png = tmp_path / "scaling.png"
+    assert scaling.plot({"points": []}, str(png)) is False
+    assert "pip install 'lpw_mp[plot]'" in capsys.readouterr().err
+    assert not png.exists()
