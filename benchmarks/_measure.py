@@ -171,11 +171,13 @@ def us_text(us) -> str:
 
 
 def ratio_text(ratio: dict) -> str:
-    """``1.08x (1.02-1.21x)``, the range only when there are two trials or more."""
+    """``1.08x (1.02-1.21x)``, the range only when there are two trials or more; ``?`` after
+    it when it is ``unstable``, as lpw_mp's own tables mark a figure not to be trusted."""
     if not ratio["n"]:
         return "n/a"
     text = f"{ratio['median']:.2f}x"
-    return text + (f" ({ratio['low']:.2f}-{ratio['high']:.2f}x)" if ratio["n"] > 1 else "")
+    text += f" ({ratio['low']:.2f}-{ratio['high']:.2f}x)" if ratio["n"] > 1 else ""
+    return text + ("?" if unstable(ratio) else "")
 
 
 # -- counts, host, documents ---------------------------------------------------------------------

@@ -78,8 +78,9 @@ NOTES = ("medians of {trials} alternating trials",
          "leg us/THP: the ipi leg's munmap time per THP without the warm-up (mean round + "
          "the coordinator's own time per THP)",
          "ratios paired by trial, median (range)",
-         "load averages (1/5/15 min, which the kernel refreshes every 5 s) before and after "
-         "each count")
+         "load averages (1/5/15 min, which the kernel refreshes every 5 s; this benchmark's "
+         "own processes included) before and after each count",
+         "?: not to be trusted (see the warnings)")
 
 
 def unmeasured_targets(points: list) -> list:

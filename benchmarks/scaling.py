@@ -112,18 +112,21 @@ NOTES = ("medians of {trials} trial(s)",
          "C floor: ipi_floor's median round", "round/floor paired by trial, median (range)",
          "MiB/CPU: fall of MemAvailable over the idle start-up / CPUs",
          "USS, PSS: median of up to {sample} CPU processes once all are up",
-         "load: 1-minute load average before -> after")
+         "load: 1-minute load average before -> after (this benchmark's own processes "
+         "included)", "?: not to be trusted (see the warnings)")
 
 
 def _mib(x) -> str:
     return "n/a" if x is None else f"{x / 2**20:.2f}"
 
 
-def table(points: list) -> str:
+def table(points: list, hidden) -> str:
+    rough = set(rough_memory(points, hidden))
     rows = [[p["cpus"], format_duration(p["start_idle_s"]["median"]),
              format_duration(p["start_walkers_s"]["median"]), us_text(p["round_us"]["median"]),
              us_text(p["floor_us"]["median"]), ratio_text(p["round_floor_ratio"]),
-             _mib(p["mem_per_cpu_bytes"]["median"]), _mib(p["uss_bytes"]["median"]),
+             _mib(p["mem_per_cpu_bytes"]["median"]) + ("?" if p["cpus"] in rough else ""),
+             _mib(p["uss_bytes"]["median"]),
              _mib(p["pss_bytes"]["median"]),
              f"{load_text(p['load_before'][:1])} -> {load_text(p['load_after'][:1])}"]
             for p in points]
@@ -180,7 +183,8 @@ def plot(doc: dict, path: str) -> bool:
     _series(rounds, points, "round_us", "emulator round p50", 1.0)
     _series(rounds, points, "floor_us", "C futex floor", 1.0)
     _axes(rounds, "IPI broadcast round", "us", log_y=True)
-    _series(memory, points, "mem_per_cpu_bytes", "MemAvailable fall / CPU", 2**-20)
+    rough = rough_memory(points, doc["hidden_free_bytes"])
+    _series(memory, points, "mem_per_cpu_bytes", "MemAvailable fall / CPU", 2**-20, rough)
     _series(memory, points, "uss_bytes", "USS of a CPU process", 2**-20)
     _series(memory, points, "pss_bytes", "PSS of a CPU process", 2**-20)
     _axes(memory, "memory per simulated CPU", "MiB", log_y=False)
@@ -189,10 +193,8 @@ def plot(doc: dict, path: str) -> bool:
     for cpus, most in START_TARGETS.items():
         start.plot([cpus], [most], "rv", label=f"target: {cpus} with walkers <= {most:g} s")
     _axes(start, "start-up: construction to every CPU ready", "s", log_y=True)
-    rough = rough_memory(points, doc["hidden_free_bytes"])
     if rough:
-        counts = ", ".join(map(str, rough))
-        memory.set_xlabel(f"simulated CPUs (MemAvailable's fall rough at {counts})")
+        memory.set_xlabel("simulated CPUs (hollow: MemAvailable's fall too small to trust)")
     host = doc["host"]
     fig.suptitle(f"lpw_mp scaling, {doc['date'][:10]}: {host['usable_cores']} usable cores, "
                  f"load average {load_text(host['load_average'][:1])} at the start; medians "
@@ -201,7 +203,8 @@ def plot(doc: dict, path: str) -> bool:
     return True
 
 
-def _series(ax, points, name, label, scale) -> None:
+def _series(ax, points, name, label, scale, flagged=()) -> None:
+    """Medians of ``name`` with their range; the counts in ``flagged`` hollow."""
     shown = [p for p in points if p[name]["median"] is not None]
     if not shown:
         return
@@ -209,7 +212,10 @@ def _series(ax, points, name, label, scale) -> None:
     y = [p[name]["median"] * scale for p in shown]
     err = [[(p[name]["median"] - p[name]["low"]) * scale for p in shown],
            [(p[name]["high"] - p[name]["median"]) * scale for p in shown]]
-    ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label)
+    line = ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=label).lines[0]
+    hollow = [(cpus, v) for cpus, v in zip(x, y) if cpus in flagged]
+    if hollow:
+        ax.plot(*zip(*hollow), "o", color=line.get_color(), mfc="white", zorder=3)
 
 
 def _axes(ax, title, unit, log_y) -> None:
@@ -241,7 +247,7 @@ def main(argv=None) -> int:
                    hidden_free_bytes=hidden_free_bytes(),
                    start_targets={str(n): s for n, s in START_TARGETS.items()})
     measure_counts(doc, args, point)
-    print(table(doc["points"]))
+    print(table(doc["points"], doc["hidden_free_bytes"]))
     print("; ".join(NOTES).format(**vars(args), warmup=WARMUP, sample=MEMORY_SAMPLE))
     finish(doc, target_lines(doc["points"]) + [
         f"warning: {text}" for text in warnings(doc["points"], doc["host"]["usable_cores"],

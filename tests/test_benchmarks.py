@@ -70,6 +70,23 @@ def test_the_memory_the_free_lists_hide_is_the_sum_of_their_high_marks(tmp_path)
     assert _measure.hidden_free_bytes(str(tmp_path / "absent")) is None
 
 
+def test_a_ratio_that_varies_across_trials_is_marked_not_to_be_trusted():
+    """A ratio whose range exceeds a fifth of its median gets lpw_mp's ``?``; a steady one,
+    or a single trial (no range to judge), does not."""
+    assert _measure.ratio_text(_measure.spread([1.0, 1.5, 1.1])) == "1.10x (1.00-1.50x)?"
+    assert _measure.ratio_text(_measure.spread([1.0, 1.05, 1.1])) == "1.05x (1.00-1.10x)"
+    assert _measure.ratio_text(_measure.spread([3.0])) == "3.00x"
+    assert _measure.ratio_text(_measure.spread([None])) == "n/a"
+
+
+def test_memory_per_cpu_is_rough_where_the_fall_is_within_the_free_lists_reach():
+    """MiB/CPU is trusted only where the start-up's whole fall of MemAvailable is 10 times
+    what the kernel's per-CPU free lists can hide; unknown free lists flag nothing."""
+    points = [{"cpus": n, "mem_per_cpu_bytes": _measure.spread([4 << 20])} for n in (8, 1024)]
+    assert scaling.rough_memory(points, 300 << 20) == [8]
+    assert scaling.rough_memory(points, None) == []
+
+
 # -- ipi_round.py ------------------------------------------------------------------------------
 
 @pytest.mark.timeout(30)
