@@ -17,7 +17,9 @@ between rounds is known only in total, so each THP is charged its average over a
 leg per THP is thus the mean measured round plus the own time per THP: a mean, like the
 floor's, so leg/floor is the ratio the targets are about. round/floor sets the median round
 against the floor's mean round (a round's usual cost, without the coordinator's own work).
-Ratios are paired by trial; the table gives their median and range over trials.
+Ratios are paired by trial; the table gives their median and range over trials, with the
+load average before and after each count. ``--json`` writes every trial's figures with the
+date and the host's metadata, from which the README's table can be regenerated.
 
 Targets: the leg within 1.15x of the floor at 128 idle CPUs, within 1.5x at 1024.
 

@@ -16,6 +16,11 @@ the same host conditions trial by trial:
 3. the same machine with walkers on (``--walk-rate`` per CPU): its start-up only, since
    starting CPUs that already walk is what a busy host finds hard.
 
+MemAvailable does not see the pages the kernel keeps on its per-CPU free lists (150-300 MiB
+on the 2-core host of the README, whose lists are tuned on the fly), so a fall below ten times
+what they can hold is marked ``?`` (every count up to about 128 CPUs there); USS and PSS,
+read per process, do not suffer from this.
+
 The table gives medians over trials; the JSON keeps every trial. The first count the host
 cannot run ends the benchmark there, with the one line that says why (the library's
 preflight, or the emulator's own error).
