@@ -218,7 +218,7 @@ def point_warnings(point: dict, cores: int, ratios: dict) -> list:
     for key, label in ratios.items():
         if unstable(point[key]):
             out.append(f"{point['cpus']} CPUs: {label} unstable across trials "
-                       f"({ratio_text(point[key])}): rerun on a quieter host")
+                       f"({ratio_text(point[key]).rstrip('?')}): rerun on a quieter host")
     return out
 
 
