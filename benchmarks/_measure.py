@@ -32,8 +32,8 @@ WARMUP = 50
 THP = 2 << 20
 #: A trial whose ratio ranges over more than this share of its median is not to be trusted.
 UNSTABLE_SPREAD = 0.2
-#: CPU processes whose USS and PSS are read: smaps of 4096 processes, each mapping every
-#: CPU's semaphore, would take longer than the start-up it describes.
+#: CPU processes whose USS and PSS are read: the smaps of 4096 processes would take longer to
+#: read than the start-up they describe.
 MEMORY_SAMPLE = 32
 
 

@@ -7,9 +7,8 @@ the same host conditions trial by trial:
 2. an emulated machine of N idle CPUs (walk rate 0):
    - **start-up**: from constructing the Emulator to every CPU ready (forks included);
    - **memory per CPU**: the fall of the host's MemAvailable over that start-up, over N, so
-     that what the kernel spends per process (page tables, VMAs: every CPU maps every CPU's
-     semaphore) counts; and the median USS and PSS of up to 32 of its CPU processes, read
-     once all are up;
+     that what the kernel spends per process (page tables, VMAs, file tables) counts; and the
+     median USS and PSS of up to 32 of its CPU processes, read once all are up;
    - **IPI round**: a coordinator unmaps WARMUP + ``--rounds`` THPs under ``ipi``, one
      broadcast round each; the median round after the warm-up (and, in the JSON, the leg per
      THP as ``ipi_round.py`` measures it);

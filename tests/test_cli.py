@@ -67,7 +67,7 @@ BAD = [
     (["--cpus", "0"], "--cpus"),
     (["--cpus", "-3"], "--cpus"),
     (["--cpus", "abc"], "not a whole number"),
-    (["--cpus", "5000"], "4096"),
+    (["--cpus", "9000"], "8192"),
     (["--memory", "12X"], "malformed size"),
     (["--memory", "0"], "--memory"),
     (["--memory", "8P"], "malformed size"),

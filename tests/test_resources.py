@@ -27,9 +27,9 @@ ROOMY = dict(nproc_limit=100_000, user_tasks=100, system_tasks_free=30_000,
      "400 more"),
     (dict(cgroup_tasks_free=64), 64,
      "--cpus 64 needs 65 more processes, but the pids cgroup (pids.max) allows only 64 more"),
-    (dict(memory_free=4 << 30), 1024,
-     "--cpus 1024 needs about 5.1 GiB of memory (5.0 MiB per CPU at this count), but only "
-     "4.0 GiB is available"),
+    (dict(memory_free=3 << 30), 1024,
+     "--cpus 1024 needs about 3.6 GiB of memory (3.5 MiB per CPU at this count), but only "
+     "3.0 GiB is available"),
     (dict(files_hard=1024), 1024,
      "--cpus 1024 needs about 2114 open files in this process, but the limit is 1024 "
      "(ulimit -Hn)"),
@@ -130,3 +130,29 @@ def test_spawn_counts_the_resource_tracker_and_the_janitor(cfg):
     assert problems(cfg(cpus=64, start_method="spawn"), host) == [
         "--cpus 64 needs 67 more processes, but this user already runs 100 of the 166 allowed "
         "(ulimit -u)"]
+
+
+@pytest.mark.parametrize("argv,rate,noted", [
+    (["--cpus", "4096"], 2.0, True),
+    (["--cpus", "1024", "--active-fraction", "0.5"], 16.0, True),
+    (["--cpus", "128"], 20.0, False),
+    (["--cpus", "4096", "--walk-rate", "20"], 20.0, False),
+], ids=["4096", "half-active", "128-unchanged", "given"])
+def test_the_default_walk_rate_is_lowered_to_what_the_host_sustains(monkeypatch, capsys, argv,
+                                                                    rate, noted):
+    """On 2 host cores, the default 20 walks/s per CPU is lowered for thousands of walking CPUs
+    (only the active ones walk), to what half the host sustains at WALK_OVERHEAD_S a walk, and
+    stderr says so in one line; a rate given on the command line, or one the host sustains, is
+    kept and nothing is said."""
+    from lpw_mp.commands import run, shell
+    monkeypatch.setattr(shell, "usable_cores", lambda: [0, 1])
+    monkeypatch.setattr(shell, "preflight", lambda cfg: None)  # no host needed for 4096 CPUs
+    _, cfg = shell.parse_config(run.build_parser(), argv)
+    assert cfg.walk_rate == rate
+    err = capsys.readouterr().err
+    if noted:
+        assert err.startswith(f"note: --walk-rate {rate:g}, not the default 20: 2 host cores "
+                              f"sustain no more for {cfg.active_cpus:,} walking CPUs")
+        assert err.count("\n") == 1
+    else:
+        assert err == ""

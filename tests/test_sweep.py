@@ -283,8 +283,8 @@ BAD = [
     (["--vary", "cpus=1_0"], "--vary cpus: '1_0' is not a whole number"),
     (["--vary", "memory=8GB,16M"], "--vary memory: size '8GB' is ambiguous"),
     # Every point is validated and preflighted before the first runs.
-    (["--cpus", "2", "--vary", "cpus=2,4096"],
-     "sweep point cpus=4096: --cpus 4096 needs about"),
+    (["--cpus", "2", "--vary", "cpus=2,8192"],
+     "sweep point cpus=8192: --cpus 8192 needs about"),
     (["--vary", "walk-window=1ms,2ms", "--walk-rate", "600"],
      "sweep point walk-window=2 ms: --walk-window 2 ms x --walk-rate 600 = 1.2"),
     (["--vary", "cpus=2", "--ipi-timeout", "1ms"], "--ipi-timeout 1 ms is below 10 ms"),

@@ -12,12 +12,21 @@ from lpw_mp.harness.config import ConfigError
 from lpw_mp.kernel.machine import HIST_BUCKETS, NSTATS
 from lpw_mp.kernel.pagetable import PageTable
 
-#: Memory one simulated CPU costs the host, with a margin: a fixed part plus a part that grows
-#: with the number of CPUs, because every process maps every CPU's semaphore (one kernel VMA
-#: each: N^2 in all). Measured with Python 3.11 (private memory 2.2 to 3.5 MiB per process),
-#: as the fall of the host's available memory: 3.4 to 3.8 MiB per CPU at 1024 CPUs, 4.5 at 2048,
-#: 5.7 at 3990 (where a 24 GiB host ran out).
-CPU_PROCESS_BYTES, CPU_PROCESS_BYTES_PER_CPU = 7 << 19, 1536
+#: Memory one simulated CPU costs the host, with a margin: a fixed part plus a small part that
+#: grows with the number of CPUs (each child inherits, and touches, the parent's records of the
+#: children forked before it). The wake path is one shared array of futex words, so no process
+#: maps anything per CPU. Measured with Python 3.11 as the fall of the host's MemAvailable with
+#: every CPU up (private memory in brackets): 2.1 MiB per CPU at 256 CPUs (2.5), 2.4-2.7 at
+#: 1024 (2.7), 2.6-3.1 at 2048 (2.9-3.1), 4.1 at 4096 (3.9). This admits about 5,000 CPUs on
+#: a host with 23 GiB available.
+CPU_PROCESS_BYTES, CPU_PROCESS_BYTES_PER_CPU = 3 << 20, 512
+#: What a walk costs the host besides its IRQ-off window, once hundreds of CPU processes share
+#: a core (the loop, a context switch, cold caches), and the share of the host the default
+#: walk rate may ask for: the rest is the coordinator's, the parent's and the IPI handlers'.
+#: Beyond it, every CPU is always runnable, each IPI round waits for a pass of the host's
+#: scheduler over all of them, and a run of 4,096 CPUs at 20 walks/s did not end in 20 min.
+WALK_OVERHEAD_S, WALK_SHARE = 100e-6, 0.5
+
 #: The parent and the coordinator.
 BASE_BYTES = 128 << 20
 #: Files the parent holds open besides two pipe ends per child (multiprocessing's sentinels).
@@ -46,6 +55,13 @@ class Host:
 def per_cpu_bytes(cpus: int) -> int:
     """The memory each simulated CPU costs the host in a run of ``cpus`` CPUs."""
     return CPU_PROCESS_BYTES + CPU_PROCESS_BYTES_PER_CPU * cpus + (NSTATS + 2 * HIST_BUCKETS) * 8
+
+
+def sustainable_walk_rate(cfg, cores: int) -> float:
+    """The walks per second per active CPU that ``cores`` host cores sustain for ``cfg``'s
+    CPUs within ``WALK_SHARE`` of the host, to two significant figures."""
+    rate = WALK_SHARE * cores / (max(cfg.active_cpus, 1) * (cfg.walk_window + WALK_OVERHEAD_S))
+    return float(f"{rate:.2g}")
 
 
 def memory_needed(cfg) -> int:
