@@ -11,7 +11,8 @@ import sys
 
 from lpw_mp.harness.config import MAX_REPEAT, START_METHODS, Config, ConfigError
 from lpw_mp.harness.plugins import FORMS, parse_strategies, strategy_class
-from lpw_mp.harness.resources import preflight
+from lpw_mp.harness.hostinfo import usable_cores
+from lpw_mp.harness.resources import preflight, sustainable_walk_rate
 from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
@@ -77,9 +78,10 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="operation the coordinator performs over the region (default munmap)")
     p.add_argument("--ops", type=typed(parse_int, "ops"), default=d.mixed_ops, dest="mixed_ops",
                    help="operations for --op mixed (default: one per THP)")
-    p.add_argument("--walk-rate", type=typed(parse_float, "rate"), default=d.walk_rate,
+    p.add_argument("--walk-rate", type=typed(parse_float, "rate"), default=None,
                    help=f"lockless walks per second per active CPU (default {d.walk_rate:g}: "
-                        f"a lightly loaded guest)")
+                        f"a lightly loaded guest; lower when the host's cores cannot sustain "
+                        f"it for so many CPUs, which the run then says)")
     p.add_argument("--walk-window", type=typed(parse_duration, "duration"),
                    default=d.walk_window,
                    help="how long IRQs stay off per walk, e.g. 20us, 1ms (default 20us)")
@@ -155,11 +157,33 @@ def parse_config(parser, argv):
     bad value, or a run the host cannot start, is a UsageError before anything runs."""
     args = parser.parse_args(argv)
     try:
+        default_rate = getattr(args, "walk_rate", 0) is None
+        if default_rate:
+            args.walk_rate = Config.walk_rate
         cfg = config_from_args(args)
+        note = lower_default_walk_rate(cfg) if default_rate else None
         preflight(cfg)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if note:  # only for a run that starts: bad input gets its one line alone
+        print(note, file=sys.stderr)
     return args, cfg
+
+
+def lower_default_walk_rate(cfg):
+    """Lower the default --walk-rate when the host's cores cannot sustain it for ``cfg``'s
+    CPUs, and return the line that says so (None if kept): 4,096 CPUs at 20 walks/s each keep
+    every CPU process of a 2-core host runnable, and the run crawls. A rate given on the
+    command line is never lowered."""
+    cores = len(usable_cores())
+    rate = sustainable_walk_rate(cfg, cores)
+    if rate >= cfg.walk_rate:
+        return None
+    note = (f"note: --walk-rate {rate:g}, not the default {cfg.walk_rate:g}: {cores} host "
+            f"cores sustain no more for {cfg.active_cpus:,} walking CPUs (--walk-rate sets it)")
+    cfg.walk_rate = rate
+    cfg.validate()
+    return note
 
 
 def print_outcome(args, document: dict, folder: str, text: str) -> None:

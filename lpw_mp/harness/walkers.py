@@ -9,6 +9,10 @@ from lpw_mp.harness.emulator import EmulatorError
 from lpw_mp.kernel.machine import HIST_STEPS, Deadline
 from lpw_mp.results.stats import hist_percentile, log_histogram
 
+#: What each CPU adds to the bound on leaving the walker phase: a time slice of the host's
+#: scheduler, with a margin (the CPUs walk back to back, so each uses its whole slice).
+SETTLE_PER_CPU = 0.01
+
 
 def measure_walkers(emu, seconds: float) -> dict:
     """Let every CPU of ``emu`` walk back to back for ``seconds``; return the walks per second
@@ -36,11 +40,14 @@ def measure_walkers(emu, seconds: float) -> dict:
         m.saturate.value = 0
     elapsed = time.perf_counter() - start
     # The updater must not start while CPUs are still walking back to back: under count that
-    # would turn skipped serialisations into broadcasts.
-    bound = emu.cfg.ipi_timeout
+    # would turn skipped serialisations into broadcasts. Each CPU leaves once the host runs it
+    # again, and all of them are runnable: the bound allows a pass of the host's scheduler.
+    bound = emu.cfg.ipi_timeout + SETTLE_PER_CPU * m.ncpus
     deadline = Deadline(bound)
+    # A poll registers every CPU's sentinel: at thousands of CPUs, poll less often.
+    poll = max(0.002, m.ncpus * 5e-6)
     while not all(m.settled):
-        if wait(sentinels, timeout=0.002):
+        if wait(sentinels, timeout=poll):
             emu.raise_if_cpu_died("while ending the walker phase")
         if deadline.expired():
             late = [cpu for cpu in range(m.ncpus) if not m.settled[cpu]]

@@ -327,8 +327,11 @@ class SimulatedCPU:
             if trims and active:  # switch_mm back to this mm: in the mask again
                 cpumask[cpu], lazy = 1, False
             self.walk(rng.randrange(npmds), rng.randrange(nsub))
-            # Poisson arrivals; a CPU that fell far behind (descheduled) does not burst to catch up.
-            next_walk = max(next_walk, monotonic() - 1.0 / rate) + rng.expovariate(rate)
+            # Poisson arrivals from the later of the planned time and now: a CPU the host ran
+            # late skips what it missed rather than catching up. With more CPUs than the host
+            # can run at the rate asked, catching up kept every CPU runnable, and each IPI
+            # round then waited for a pass of the host's scheduler over all of them.
+            next_walk = max(next_walk, monotonic()) + rng.expovariate(rate)
 
     def _wait_started(self, doorbell, sleep) -> bool:
         """The start barrier: block until the parent has every CPU up (``Machine.start``);
