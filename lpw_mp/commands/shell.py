@@ -145,9 +145,11 @@ def resolve_strategy(spec: str) -> tuple:
 
 
 def config_from_args(args) -> Config:
+    """The run options of ``args`` over Config's defaults; an option left at None (the
+    --walk-rate not given) keeps the default."""
     cfg = Config()
     for name in vars(cfg):
-        if hasattr(args, name):
+        if getattr(args, name, None) is not None:
             setattr(cfg, name, getattr(args, name))
     return cfg.validate()
 
@@ -158,8 +160,6 @@ def parse_config(parser, argv):
     args = parser.parse_args(argv)
     try:
         default_rate = getattr(args, "walk_rate", 0) is None
-        if default_rate:
-            args.walk_rate = Config.walk_rate
         cfg = config_from_args(args)
         note = lower_default_walk_rate(cfg) if default_rate else None
         preflight(cfg)
