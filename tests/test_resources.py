@@ -28,7 +28,7 @@ ROOMY = dict(nproc_limit=100_000, user_tasks=100, system_tasks_free=30_000,
     (dict(cgroup_tasks_free=64), 64,
      "--cpus 64 needs 65 more processes, but the pids cgroup (pids.max) allows only 64 more"),
     (dict(memory_free=3 << 30), 1024,
-     "--cpus 1024 needs about 3.6 GiB of memory (3.5 MiB per CPU at this count), but only "
+     "--cpus 1024 needs about 3.9 GiB of memory (3.8 MiB per CPU at this count), but only "
      "3.0 GiB is available"),
     (dict(files_hard=1024), 1024,
      "--cpus 1024 needs about 2114 open files in this process, but the limit is 1024 "

@@ -17,9 +17,9 @@ from lpw_mp.kernel.pagetable import PageTable
 #: children forked before it). The wake path is one shared array of futex words, so no process
 #: maps anything per CPU. Measured with Python 3.11 as the fall of the host's MemAvailable with
 #: every CPU up (private memory in brackets): 2.1 MiB per CPU at 256 CPUs (2.5), 2.4-2.7 at
-#: 1024 (2.7), 2.6-3.1 at 2048 (2.9-3.1), 4.1 at 4096 (3.9). This admits about 5,000 CPUs on
-#: a host with 23 GiB available.
-CPU_PROCESS_BYTES, CPU_PROCESS_BYTES_PER_CPU = 3 << 20, 512
+#: 1024 (2.7), 2.6-3.1 at 2048 (2.9-3.1), 4.1 at 4096 (3.9). This admits 4,096 CPUs in 21.2
+#: GiB and about 4,300 in 23 GiB.
+CPU_PROCESS_BYTES, CPU_PROCESS_BYTES_PER_CPU = 13 << 18, 512
 #: What a walk costs the host besides its IRQ-off window, once hundreds of CPU processes share
 #: a core (the loop, a context switch, cold caches), and the share of the host the default
 #: walk rate may ask for: the rest is the coordinator's, the parent's and the IPI handlers'.
