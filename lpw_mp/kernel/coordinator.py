@@ -147,11 +147,9 @@ class Updater:
         self.progress[P_SLOT] = slot
         self.progress[P_PHASE] = phase
 
-    def _destroy(self, slot: int, destroy, what: str, *args) -> None:
-        """Run the destructive step ``destroy`` on ``slot`` now, and count it (``what % args``
-        names it in a step log)."""
-        step(what + " (destructive)", *args)
-        destroy()
+    def _destroyed(self, slot: int) -> None:
+        """Count the destructive step just done on ``slot`` (its ``step`` came before it, so
+        that ``check`` can stop the coordinator there) and say so in the progress array."""
         self.stats.destroyed += 1
         self._phase(slot, PHASE_DESTROYED)
 
@@ -196,7 +194,9 @@ class Updater:
             return
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.zap_huge_pmd)
-        self._destroy(slot, lambda: self.pt.retire_slot(slot), "free the THP of slot %d", slot)
+        step("free the THP of slot %d (destructive)", slot)
+        self.pt.retire_slot(slot)
+        self._destroyed(slot)
 
     def split(self, slot: int) -> bool:
         """SPLIT: ``pmdp_invalidate``, serialise as the profile does, install the table."""
@@ -209,11 +209,10 @@ class Updater:
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.pmdp_invalidate)
         page = self.pt.pte_alloc_one(slot)
-
-        def repurpose():
-            self.pt.retire_slot(slot)
-            self.pt.set_pmd_table(slot, page)
-        self._destroy(slot, repurpose, "install PTE page %d in slot %d", page, slot)
+        step("install PTE page %d in slot %d (destructive)", page, slot)
+        self.pt.retire_slot(slot)
+        self.pt.set_pmd_table(slot, page)
+        self._destroyed(slot)
         self.stats.ops["split"] += 1
         return True
 
@@ -230,13 +229,11 @@ class Updater:
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.pmdp_collapse_flush)
         page = ptm.pmd_index(old)
-
-        def free_and_install():
-            self.pt.pte_free(page)
-            self.pt.retire_slot(slot)
-            self.pt.set_pmd_leaf(slot)
-        self._destroy(slot, free_and_install, "pte_free(PTE page %d), install a THP in slot %d",
-                      page, slot)
+        step("pte_free(PTE page %d), install a THP in slot %d (destructive)", page, slot)
+        self.pt.pte_free(page)
+        self.pt.retire_slot(slot)
+        self.pt.set_pmd_leaf(slot)
+        self._destroyed(slot)
         self.stats.ops["collapse"] += 1
         return True
 
