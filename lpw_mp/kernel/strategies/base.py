@@ -3,6 +3,29 @@
 from lpw_mp.kernel.rcu import RCU
 
 
+def does_nothing(method):
+    """Mark an updater-side method whose body is empty: the profile's kernel makes no call
+    on that path (v5.8 took ``serialize_against_pte_lookup()`` out of
+    ``pmdp_huge_get_and_clear``), so the coordinator may leave the call out
+    (``updater_hook``). The counts are the same either way: a path that serialises
+    nothing counts as skipped."""
+    method.does_nothing = True
+    return method
+
+
+def updater_hook(strategy, path: str):
+    """``strategy``'s bound method for ``path`` (``zap_huge_pmd``, ``pmdp_invalidate``,
+    ``pmdp_collapse_flush``), or None when the call would do nothing: the method is marked
+    ``@does_nothing``, or it is the base class's and the ``serialize_against_pte_lookup`` it
+    calls is. Any override of either, in a subclass or on the instance, is unmarked and so
+    is called, once per THP."""
+    hook = getattr(strategy, path)
+    func = getattr(hook, "__func__", None)
+    if func is getattr(Strategy, path):
+        func = getattr(strategy.serialize_against_pte_lookup, "__func__", None)
+    return None if getattr(func, "does_nothing", False) else hook
+
+
 class Strategy:
     """One way to keep lockless walkers from using a freed page-table page.
 

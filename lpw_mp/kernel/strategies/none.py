@@ -1,6 +1,6 @@
 """``none``: no serialisation at all, the unsafe control the safety checker must catch."""
 
-from lpw_mp.kernel.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy, does_nothing
 
 
 class NoneStrategy(Strategy):
@@ -11,6 +11,7 @@ class NoneStrategy(Strategy):
     kernel = "(control) no serialisation: clear and free immediately"
     safe = False
 
+    @does_nothing
     def serialize_against_pte_lookup(self, up) -> None:
         pass
 

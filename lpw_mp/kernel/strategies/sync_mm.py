@@ -2,7 +2,7 @@
 
 from lpw_mp.kernel.machine import DEFINE_PER_CPU, for_each_cpu_READ_ONCE, per_cpu
 from lpw_mp.kernel.memory_model import WRITE_ONCE, smp_mb, smp_store_release
-from lpw_mp.kernel.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy, does_nothing
 
 #: The value a slot holds while its CPU walks this mm (the kernel stores the mm pointer).
 THIS_MM = 1
@@ -36,9 +36,11 @@ class SyncMMStrategy(Strategy):
     def end_lockless_pgtbl_walk(self, cpu: int) -> None:
         smp_store_release(self.active_lockless_pt_walk_mm, per_cpu(cpu), 0)
 
+    @does_nothing
     def zap_huge_pmd(self, up) -> None:
         pass
 
+    @does_nothing
     def pmdp_invalidate(self, up) -> None:
         pass
 

@@ -1,6 +1,6 @@
 """``sync-one``: khugepaged's ``tlb_remove_table_sync_one()`` on collapse, 2022 on (v6.1)."""
 
-from lpw_mp.kernel.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy, does_nothing
 
 
 class SyncOneStrategy(Strategy):
@@ -19,9 +19,11 @@ class SyncOneStrategy(Strategy):
     kernel = "v6.1 (2ba99c5e0881): collapse IPIs all online CPUs (tlb_remove_table_sync_one)"
     walker = "recheck"
 
+    @does_nothing
     def zap_huge_pmd(self, up) -> None:
         pass
 
+    @does_nothing
     def pmdp_invalidate(self, up) -> None:
         pass
 

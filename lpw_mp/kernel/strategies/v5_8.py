@@ -1,6 +1,6 @@
 """``v5.8``: what upstream powerpc did from v5.8 to v6.0 (formerly ``rcu``, still an alias)."""
 
-from lpw_mp.kernel.strategies.base import Strategy
+from lpw_mp.kernel.strategies.base import Strategy, does_nothing
 
 
 class V58Strategy(Strategy):
@@ -23,8 +23,10 @@ class V58Strategy(Strategy):
     def serialize_against_pte_lookup(self, up) -> None:
         up.broadcast(self.m.mm_cpumask())
 
+    @does_nothing
     def zap_huge_pmd(self, up) -> None:
         pass
 
+    @does_nothing
     def pmdp_invalidate(self, up) -> None:
         pass
