@@ -263,12 +263,13 @@ class Updater:
         else:
             progress[P_TOTAL] = len(slots)
             action = {"munmap": self.zap_pmd, "split": self.split, "collapse": self.collapse}[op]
-            abort, poll = self.m.abort, self.rcu.rcu_process_callbacks
+            abort, rcu = self.m.abort, self.rcu
             for slot in slots:
                 if abort.value:  # a strategy that never waits would not notice otherwise
                     raise Aborted("run aborted")
                 action(slot)
-                poll(self)
+                if rcu.gp_active:  # else there is nothing to poll for
+                    rcu.rcu_process_callbacks(self)
                 progress[P_DONE] += 1
             if op == "munmap":
                 self.tlb_finish_mmu()
@@ -327,7 +328,8 @@ class Updater:
                 self.split(slot)
             else:
                 self.collapse(slot)
-            self.rcu.rcu_process_callbacks(self)
+            if self.rcu.gp_active:
+                self.rcu.rcu_process_callbacks(self)
             self.progress[P_DONE] += 1
 
 

@@ -51,7 +51,9 @@ class RCU:
         self.freeze = None
         # Coordinator-only: callbacks waiting for the grace period in progress, and for the next.
         self._cur, self._next = [], []
-        self._gp_active = self._gp_ended = False
+        #: True while a grace period is in progress: callbacks wait for it. The coordinator
+        #: reads it between operations and calls rcu_process_callbacks only then.
+        self.gp_active = self._gp_ended = False
         self._gp_start = 0.0
 
     def install_hooks(self, hooks) -> None:
@@ -124,18 +126,18 @@ class RCU:
         and return at once (``call_rcu()``: asynchronous, nothing waits)."""
         step("call_rcu")
         self._next.append((func, arg))
-        if not self._gp_active:
+        if not self.gp_active:
             self._start_next(up)
 
     def rcu_process_callbacks(self, up, wait: bool = False) -> None:
         """If the grace period in progress has ended (``wait``: once it has, bounded by the
         updater's timeout), run its callbacks and start the next one. The coordinator calls
         this between operations, as the RCU softirq would run."""
-        if not self._gp_active or not self._gp_over(up, wait):
+        if not self.gp_active or not self._gp_over(up, wait):
             return
         full_barrier()  # every CPU's report is ordered before the callbacks
         step("grace period %d ended", self.gp_seq.value)
-        self._gp_active = False
+        self.gp_active = False
         up.stats.grace_periods += 1
         up.stats.gp_latencies.append(time.perf_counter() - self._gp_start)
         done, self._cur = self._cur, []
@@ -145,7 +147,7 @@ class RCU:
 
     def rcu_barrier(self, up) -> None:
         """Wait (bounded) until every callback queued so far has run (``rcu_barrier()``)."""
-        while self._gp_active:
+        while self.gp_active:
             self.rcu_process_callbacks(up, wait=True)
 
     def pending(self) -> list:
@@ -185,7 +187,7 @@ class RCU:
         left = self.qs_pending.value - 1
         self.qs_pending.value = left
         self.qs_lock.release()
-        self._gp_active = True
+        self.gp_active = True
         # Nobody posts gp_done for a grace period whose last reference was our own.
         self._gp_ended = left == 0
 
