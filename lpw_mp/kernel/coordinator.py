@@ -183,8 +183,12 @@ class Updater:
         once serialised); a PTE table is FREE_TABLE (``free_pgtables`` -> ``pte_free_tlb`` ->
         ``tlb_remove_table``), which no era serialised with ``serialize_against_pte_lookup``."""
         old = self.pt.pmdp_huge_get_and_clear(slot)
-        kind = ptm.pmd_kind(old)
         self.stats.ops["munmap"] += 1
+        self._zap_cleared(slot, old)
+
+    def _zap_cleared(self, slot: int, old: int) -> None:
+        """``zap_pmd`` after the clear: what the entry ``old`` of ``slot`` pointed to goes."""
+        kind = ptm.pmd_kind(old)
         if kind == ptm.NONE:
             return
         if kind == ptm.TABLE:
