@@ -266,15 +266,7 @@ class Updater:
             self._mixed(slots, mixed_ops or len(slots), seed)
         else:
             progress[P_TOTAL] = len(slots)
-            action = {"munmap": self.zap_pmd, "split": self.split, "collapse": self.collapse}[op]
-            abort, rcu = self.m.abort, self.rcu
-            for slot in slots:
-                if abort.value:  # a strategy that never waits would not notice otherwise
-                    raise Aborted("run aborted")
-                action(slot)
-                if rcu.gp_active:  # else there is nothing to poll for
-                    rcu.rcu_process_callbacks(self)
-                progress[P_DONE] += 1
+            self._each(op, slots)
             if op == "munmap":
                 self.tlb_finish_mmu()
         self.stats.wall_s = time.perf_counter() - start
@@ -286,6 +278,19 @@ class Updater:
         fence()  # every store still buffered (--memory-model) is visible to the parent
         self._phase(-1, PHASE_IDLE)
         return self.stats
+
+    def _each(self, op: str, slots) -> None:
+        """``op`` on each of ``slots`` in turn, through the path's own method."""
+        progress = self.progress
+        action = {"munmap": self.zap_pmd, "split": self.split, "collapse": self.collapse}[op]
+        abort, rcu = self.m.abort, self.rcu
+        for slot in slots:
+            if abort.value:  # a strategy that never waits would not notice otherwise
+                raise Aborted("run aborted")
+            action(slot)
+            if rcu.gp_active:  # else there is nothing to poll for
+                rcu.rcu_process_callbacks(self)
+            progress[P_DONE] += 1
 
     def wait_event(self, condition, what: str, timeout: float = None) -> None:
         """For strategies that wait on something of their own (a flag, a sequence count):
