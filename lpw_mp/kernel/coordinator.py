@@ -11,8 +11,9 @@ from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.machine import NSTATS, ST_WALKS, Aborted, WaitTimeout
-from lpw_mp.kernel.memory_model import fence, quiet, step
+from lpw_mp.kernel.memory_model import current, fence, quiet, step
 from lpw_mp.kernel.mmu_gather import MMUGather
+from lpw_mp.kernel.strategies.base import updater_hook
 
 OPS = ("munmap", "split", "collapse", "mixed")
 
@@ -32,6 +33,12 @@ class EventTimeout(WaitTimeout):
         RuntimeError.__init__(self, f"the strategy's wait for {what} did not end within "
                                     f"{seconds:g} s")
         self.cpus, self.seconds = [], seconds
+
+
+def words(array) -> memoryview:
+    """The 64-bit words of shared ``RawArray("q")`` ``array`` as a memoryview: the same memory,
+    a load or store of one aligned word as through the array, with less on the way."""
+    return memoryview(array).cast("B").cast("q")
 
 
 def new_progress():
@@ -266,7 +273,10 @@ class Updater:
             self._mixed(slots, mixed_ops or len(slots), seed)
         else:
             progress[P_TOTAL] = len(slots)
-            self._each(op, slots)
+            if op == "munmap" and current() is None:
+                self._zap_range(slots)
+            else:
+                self._each(op, slots)
             if op == "munmap":
                 self.tlb_finish_mmu()
         self.stats.wall_s = time.perf_counter() - start
@@ -291,6 +301,63 @@ class Updater:
             if rcu.gp_active:  # else there is nothing to poll for
                 rcu.rcu_process_callbacks(self)
             progress[P_DONE] += 1
+
+    def _zap_range(self, slots) -> None:
+        """munmap of ``slots`` with no memory model installed (``sc``; not ``check``, not
+        ``--memory-model``), as ``zap_pmd_range()`` walks a PMD table: per slot what
+        ``zap_pmd`` and ``_each`` do, with the huge leaf (ZAP_LEAF) inlined. On that path
+        ``READ_ONCE``/``WRITE_ONCE`` are one plain load or store and ``step`` does nothing,
+        so the loads and stores are made here directly, in the same order; the strategy's
+        ``zap_huge_pmd`` is called per THP unless it does nothing (``updater_hook``). Any
+        other entry (a PTE table, an empty slot) goes through ``_zap_cleared``.
+
+        Counts are worked out from the slots done when the loop ends, however it ends: each
+        slot cleared is an unmap, each huge leaf freed a destroyed object (and a skip when
+        no hook was called). The progress array has a store per slot for ``P_SLOT`` and
+        ``P_DONE`` (the count kept here, stored, not read back and incremented), so the
+        parent's watchdog sees every THP; ``P_PHASE`` says serialising around a hook that
+        is called and destroyed otherwise."""
+        pmds, slot_gen, progress = map(words, (self.pt.pmds, self.pt.slot_gen, self.progress))
+        abort, rcu = self.m.abort, self.rcu
+        hook = updater_hook(self.strategy, "zap_huge_pmd")
+        serialise, zap_cleared = self.serialise, self._zap_cleared
+        shift, leaf = ptm.KIND_SHIFT, ptm.LEAF
+        start = done = progress[P_DONE]
+        others = freed = 0  # slots that held no huge leaf; THPs freed after their hook
+        progress[P_PHASE] = PHASE_DESTROYED
+        try:
+            for slot in slots:
+                if abort.value:  # a strategy that never waits would not notice otherwise
+                    raise Aborted("run aborted")
+                old = pmds[slot]  # pmdp_huge_get_and_clear
+                pmds[slot] = 0
+                done += 1
+                if old >> shift == leaf:
+                    if hook is None:
+                        slot_gen[slot] += 1  # retire_slot: the THP is freed
+                    else:
+                        progress[P_SLOT] = slot
+                        progress[P_PHASE] = PHASE_SERIALIZING
+                        serialise(hook)
+                        slot_gen[slot] += 1
+                        freed += 1
+                        progress[P_PHASE] = PHASE_DESTROYED
+                    progress[P_SLOT] = slot
+                else:
+                    others += 1
+                    zap_cleared(slot, old)
+                    progress[P_PHASE] = PHASE_DESTROYED
+                if rcu.gp_active:  # else there is nothing to poll for
+                    rcu.rcu_process_callbacks(self)
+                progress[P_DONE] = done
+        finally:
+            stats, zapped = self.stats, done - start
+            stats.ops["munmap"] += zapped
+            if hook is None:  # nothing can fail between a leaf's clear and its free
+                stats.destroyed += zapped - others
+                stats.skipped += zapped - others
+            else:
+                stats.destroyed += freed
 
     def wait_event(self, condition, what: str, timeout: float = None) -> None:
         """For strategies that wait on something of their own (a flag, a sequence count):
