@@ -4,7 +4,10 @@ take: the same table, the same counts, every hook that does something called onc
 progress stored per slot, an abort seen between two slots. In one process, with no CPU
 process: every CPU idle, so no strategy has a walker to wait for."""
 
+import json
 import multiprocessing
+import os
+import sys
 
 import pytest
 
@@ -18,6 +21,12 @@ from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.strategies import STRATEGIES
 from lpw_mp.kernel.strategies.base import updater_hook
 from lpw_mp.kernel.strategies.none import NoneStrategy
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks")
+sys.path.insert(0, BENCHMARKS)
+
+import coordinator_floor  # noqa: E402
 
 CTX = multiprocessing.get_context("fork")
 NSLOTS = 64
@@ -241,3 +250,30 @@ def test_munmap_under_none_on_real_processes_frees_every_object(cfg):
         assert [emu.table.page_gen[page] for page in tables] == [1] * len(tables)
     assert st["ops"]["munmap"] == st["destroyed"] == st["skipped"] == c.npmds
     assert st["serialisations"] == 0
+
+
+@pytest.mark.timeout(60)
+def test_the_benchmark_prints_and_writes_this_tree_beside_a_base(tmp_path, capsys):
+    """benchmarks/coordinator_floor.py, two rounds of munmap under none with this tree as
+    its own base: the table has this tree's ns per THP, the base's and their ratio under the
+    date, command and load average, with the target judged; the JSON has every round's
+    figure of both trees and the ratio paired by round."""
+    out_json = tmp_path / "floor.json"
+    tree = coordinator_floor.TREE
+    assert coordinator_floor.main(["--thps", "64", "--repeats", "2", "--ops", "munmap",
+                                   "--strategies", "none", "--base", tree,
+                                   "--json", str(out_json)]) == 0
+    text = capsys.readouterr().out
+    for column in ("ns/THP", "base ns/THP", "base/this", "load average",
+                   "target: munmap under none <= 500 ns/THP"):
+        assert column in text
+    with open(out_json) as f:
+        doc = json.load(f)
+    assert doc["benchmark"] == "coordinator_floor" and doc["trees"] == {"this": tree,
+                                                                          "base": tree}
+    (row,) = doc["rows"]
+    assert (row["op"], row["strategy"]) == ("munmap", "none")
+    assert [len(row["ns_per_thp"][label]) for label in ("this", "base")] == [2, 2]
+    assert min(row["ns_per_thp"]["this"] + row["ns_per_thp"]["base"]) > 0
+    assert row["ratio"]["n"] == 2 and row["ratio"]["low"] <= row["ratio"]["high"]
+    assert len(doc["load_average_end"]) == 3
