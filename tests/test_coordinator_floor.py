@@ -1,8 +1,8 @@
 """The coordinator's munmap loop with no memory model installed (``Updater._zap_range``, the
 product path under ``sc``) against the per-slot path that ``check`` and ``--memory-model``
 take: the same table, the same counts, every hook that does something called once per THP,
-progress stored per slot, an abort seen between two slots. In one process, with no CPU
-process: every CPU idle, so no strategy has a walker to wait for."""
+progress stored per batch of THPs (and around every hook), an abort seen between batches. In
+one process, with no CPU process: every CPU idle, so no strategy has a walker to wait for."""
 
 import json
 import multiprocessing
@@ -13,6 +13,7 @@ import pytest
 
 from lpw_mp.harness.emulator import Emulator
 from lpw_mp.kernel import memory_model
+from lpw_mp.kernel import coordinator
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel.coordinator import (P_DONE, P_PHASE, P_SLOT, PHASE_DESTROYED,
                                        PHASE_SERIALIZING, Updater)
@@ -94,12 +95,15 @@ def test_munmap_under_none_clears_every_slot_and_frees_each_thp_once():
 
 @pytest.mark.parametrize("pte_fraction", [0.0, 0.5])
 @pytest.mark.parametrize("name", sorted(STRATEGIES))
-def test_munmap_without_a_model_leaves_what_the_traced_path_leaves(name, pte_fraction):
+def test_munmap_without_a_model_leaves_what_the_traced_path_leaves(name, pte_fraction,
+                                                                   monkeypatch):
     """For every profile, over leaves alone and over leaves mixed with PTE tables, munmap
-    with no model installed leaves the same PMDs, generations, free list, progress and counts
-    (serialisations, skips, checks for walkers, deferred frees, grace periods...) as the
-    per-slot path that check takes, where every PMD access is a READ_ONCE or WRITE_ONCE
-    step and every free a destructive step, in the order load, clear, free."""
+    with no model installed, in batches of 8 THPs, leaves the same PMDs, generations, free
+    list, progress and counts (serialisations, skips, checks for walkers, deferred frees,
+    grace periods...) as the per-slot path that check takes, where every PMD access is a
+    READ_ONCE or WRITE_ONCE step and every free a destructive step, in the order load,
+    clear, free."""
+    monkeypatch.setattr(coordinator, "ZAP_BATCH", 8)
     plain = idle_updater(STRATEGIES[name], pte_fraction)
     plain.run("munmap")
     traced = idle_updater(STRATEGIES[name], pte_fraction)
@@ -174,39 +178,50 @@ def test_only_a_hook_that_does_nothing_is_left_out():
     assert updater_hook(CountingZap(CTX, machine), "zap_huge_pmd") is not None
 
 
-def test_progress_moves_with_every_thp():
-    """Between two THPs the progress array names the slot just freed and counts it done, so
-    the parent's watchdog, which restarts its bound whenever the count moves, sees the
-    coordinator advance with every THP."""
+class Watched(list):
+    """Slots that call ``at_batch(first)`` whenever the loop takes the batch at ``first``."""
+
+    def __init__(self, slots, at_batch):
+        super().__init__(slots)
+        self.at_batch = at_batch
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            self.at_batch(index.start)
+        return super().__getitem__(index)
+
+
+def test_progress_moves_with_every_batch_of_thps(monkeypatch):
+    """Between two batches of THPs that call no hook, the progress array names the last slot
+    freed and counts every slot before it done, so the parent's watchdog, which restarts
+    its bound whenever that count moves, sees the coordinator advance every ZAP_BATCH THPs
+    (some tens of microseconds); at the end every slot is counted."""
+    monkeypatch.setattr(coordinator, "ZAP_BATCH", 8)
     up = idle_updater(NoneStrategy)
     seen = []
-
-    def slots():
-        for slot in range(NSLOTS):
-            seen.append(tuple(up.progress[i] for i in (P_SLOT, P_PHASE, P_DONE)))
-            yield slot
-    up._zap_range(slots())
-    assert seen[1:] == [(slot, PHASE_DESTROYED, slot + 1) for slot in range(NSLOTS - 1)]
-    assert up.progress[P_DONE] == NSLOTS
+    up._zap_range(Watched(range(NSLOTS), lambda first: seen.append(
+        (first, [up.progress[i] for i in (P_SLOT, P_PHASE, P_DONE)]))))
+    assert seen[1:] == [(first, [first - 1, PHASE_DESTROYED, first])
+                        for first in range(8, NSLOTS, 8)]
+    assert [up.progress[i] for i in (P_SLOT, P_DONE)] == [NSLOTS - 1, NSLOTS]
 
 
-def test_an_abort_is_seen_before_the_next_thp_with_the_counts_so_far():
-    """The abort flag raised between two THPs stops the loop before the next one: the THPs
-    before it are cleared, freed and counted, the rest untouched."""
+def test_an_abort_is_seen_before_the_next_batch_with_the_counts_so_far(monkeypatch):
+    """The abort flag raised while a batch of THPs runs stops the loop before the next
+    batch (at most ZAP_BATCH THPs later): the THPs before it are cleared, freed and counted,
+    the rest untouched."""
+    monkeypatch.setattr(coordinator, "ZAP_BATCH", 8)
     up = idle_updater(NoneStrategy)
-    stop_at = 10
 
-    def slots():
-        for slot in range(NSLOTS):
-            if slot == stop_at:
-                up.m.abort.value = 1
-            yield slot
+    def at_batch(first):
+        if first == 16:
+            up.m.abort.value = 1
     with pytest.raises(Aborted):
-        up._zap_range(slots())
-    st = up.stats
-    assert st.ops["munmap"] == st.destroyed == st.skipped == up.progress[P_DONE] == stop_at
-    assert list(up.pt.slot_gen) == [1] * stop_at + [0] * (NSLOTS - stop_at)
-    assert all(ptm.pmd_kind(pmd) == ptm.LEAF for pmd in up.pt.pmds[stop_at:])
+        up._zap_range(Watched(range(NSLOTS), at_batch))
+    st, stop = up.stats, 24
+    assert st.ops["munmap"] == st.destroyed == st.skipped == up.progress[P_DONE] == stop
+    assert list(up.pt.slot_gen) == [1] * stop + [0] * (NSLOTS - stop)
+    assert all(ptm.pmd_kind(pmd) == ptm.LEAF for pmd in up.pt.pmds[stop:])
 
 
 class FailsOnThird(NoneStrategy):

@@ -21,6 +21,11 @@ OPS = ("munmap", "split", "collapse", "mixed")
 P_SLOT, P_PHASE, P_DONE, P_TOTAL = range(4)
 PHASE_IDLE, PHASE_UNLINKED, PHASE_SERIALIZING, PHASE_DESTROYED = range(4)
 
+#: munmap with no memory model looks at the abort flag, polls RCU and stores its progress once
+#: per this many THPs that call no hook (and at every one that does): some tens of
+#: microseconds of work, far inside any bound of the parent's watchdog.
+ZAP_BATCH = 64
+
 
 def _cpu_list(cpus) -> str:
     return ", ".join(map(str, cpus[:8])) + (" ..." if len(cpus) > 8 else "")
@@ -303,53 +308,57 @@ class Updater:
             progress[P_DONE] += 1
 
     def _zap_range(self, slots) -> None:
-        """munmap of ``slots`` with no memory model installed (``sc``; not ``check``, not
-        ``--memory-model``), as ``zap_pmd_range()`` walks a PMD table: per slot what
-        ``zap_pmd`` and ``_each`` do, with the huge leaf (ZAP_LEAF) inlined. On that path
+        """munmap of ``slots`` (a range or a list) with no memory model installed (``sc``;
+        not ``check``, not ``--memory-model``), as ``zap_pmd_range()`` walks a PMD table:
+        per slot what ``zap_pmd`` does, with the huge leaf (ZAP_LEAF) inlined. On that path
         ``READ_ONCE``/``WRITE_ONCE`` are one plain load or store and ``step`` does nothing,
         so the loads and stores are made here directly, in the same order; the strategy's
         ``zap_huge_pmd`` is called per THP unless it does nothing (``updater_hook``). Any
         other entry (a PTE table, an empty slot) goes through ``_zap_cleared``.
 
-        Counts are worked out from the slots done when the loop ends, however it ends: each
-        slot cleared is an unmap, each huge leaf freed a destroyed object (and a skip when
-        no hook was called). The progress array has a store per slot for ``P_SLOT`` and
-        ``P_DONE`` (the count kept here, stored, not read back and incremented), so the
-        parent's watchdog sees every THP; ``P_PHASE`` says serialising around a hook that
-        is called and destroyed otherwise."""
+        What ``_each`` does between two slots is done once per ``ZAP_BATCH`` THPs that call
+        no hook: look at the abort flag, poll RCU, store ``P_SLOT`` (the batch's last slot)
+        and ``P_DONE`` (a count kept here, stored, not read back and incremented). Around a
+        THP that calls a hook, and any other entry, the progress array names the slot and
+        its phase (serialising, then destroyed), ``P_DONE`` counts the slots before it, and
+        RCU is polled after it, as under ``_each``. Counts are worked out from the slots
+        done when the loop ends, however it ends: each slot cleared is an unmap, each huge
+        leaf freed a destroyed object (and a skip when no hook was called)."""
         pmds, slot_gen, progress = map(words, (self.pt.pmds, self.pt.slot_gen, self.progress))
         abort, rcu = self.m.abort, self.rcu
         hook = updater_hook(self.strategy, "zap_huge_pmd")
-        serialise, zap_cleared = self.serialise, self._zap_cleared
         shift, leaf = ptm.KIND_SHIFT, ptm.LEAF
         start = done = progress[P_DONE]
         others = freed = 0  # slots that held no huge leaf; THPs freed after their hook
         progress[P_PHASE] = PHASE_DESTROYED
         try:
-            for slot in slots:
+            for first in range(0, len(slots), ZAP_BATCH):
                 if abort.value:  # a strategy that never waits would not notice otherwise
                     raise Aborted("run aborted")
-                old = pmds[slot]  # pmdp_huge_get_and_clear
-                pmds[slot] = 0
-                done += 1
-                if old >> shift == leaf:
-                    if hook is None:
+                for slot in slots[first:first + ZAP_BATCH]:
+                    old = pmds[slot]  # pmdp_huge_get_and_clear
+                    pmds[slot] = 0
+                    done += 1
+                    if old >> shift == leaf and hook is None:
                         slot_gen[slot] += 1  # retire_slot: the THP is freed
-                    else:
-                        progress[P_SLOT] = slot
+                        continue
+                    progress[P_SLOT] = slot
+                    progress[P_DONE] = done - 1
+                    if old >> shift == leaf:
                         progress[P_PHASE] = PHASE_SERIALIZING
-                        serialise(hook)
+                        self.serialise(hook)
                         slot_gen[slot] += 1
                         freed += 1
-                        progress[P_PHASE] = PHASE_DESTROYED
-                    progress[P_SLOT] = slot
-                else:
-                    others += 1
-                    zap_cleared(slot, old)
+                    else:
+                        others += 1
+                        self._zap_cleared(slot, old)
                     progress[P_PHASE] = PHASE_DESTROYED
-                if rcu.gp_active:  # else there is nothing to poll for
-                    rcu.rcu_process_callbacks(self)
+                    if rcu.gp_active:  # else there is nothing to poll for
+                        rcu.rcu_process_callbacks(self)
+                progress[P_SLOT] = slot
                 progress[P_DONE] = done
+                if rcu.gp_active:
+                    rcu.rcu_process_callbacks(self)
         finally:
             stats, zapped = self.stats, done - start
             stats.ops["munmap"] += zapped
