@@ -156,3 +156,16 @@ def test_the_default_walk_rate_is_lowered_to_what_the_host_sustains(monkeypatch,
         assert err.count("\n") == 1
     else:
         assert err == ""
+
+
+def test_a_host_without_futex_doorbells_is_refused_before_anything_starts(monkeypatch, cfg):
+    """Idle CPUs sleep on futex(2) doorbells: on a host where the system call is unknown (an
+    architecture without a known number), the preflight refuses the run in one line naming
+    why; on this host the probe finds the futex working."""
+    from lpw_mp.kernel import futex
+    assert resources.probe().no_futex is None
+    monkeypatch.setattr(futex, "_SYS_futex", None)
+    monkeypatch.setattr(futex.platform, "machine", lambda: "vax")
+    with pytest.raises(ConfigError, match=r"^simulated CPUs cannot run here: no futex\(2\) "
+                                          r"system call number known for vax$"):
+        preflight(cfg(cpus=2))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import psutil
 
 from lpw_mp.harness.config import ConfigError
+from lpw_mp.kernel.futex import FutexUnavailable, check_available
 from lpw_mp.kernel.machine import HIST_BUCKETS, NSTATS
 from lpw_mp.kernel.pagetable import PageTable
 
@@ -50,6 +51,8 @@ class Host:
     memory_free: int = None
     #: The hard RLIMIT_NOFILE of this process (the soft one is raised as needed).
     files_hard: int = None
+    #: Why idle CPUs cannot sleep on futex doorbells here (kernel.futex), or None: they can.
+    no_futex: str = None
 
 
 def per_cpu_bytes(cpus: int) -> int:
@@ -83,7 +86,7 @@ def files_needed(cpus: int) -> int:
 def problems(cfg, host: Host) -> list:
     """Why ``host`` cannot run ``cfg``, one line each; empty if it can."""
     cpus, procs = cfg.cpus, processes_needed(cfg)
-    out = []
+    out = [f"simulated CPUs cannot run here: {host.no_futex}"] if host.no_futex else []
     if host.nproc_limit is not None and host.user_tasks + procs > host.nproc_limit:
         out.append(f"--cpus {cpus} needs {procs} more processes, but this user already runs "
                    f"{host.user_tasks} of the {host.nproc_limit} allowed (ulimit -u)")
@@ -108,6 +111,10 @@ def probe() -> Host:
     """Read the host's limits and what is in use now."""
     host = Host(files_hard=_finite(resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
                 memory_free=psutil.virtual_memory().available)
+    try:
+        check_available()
+    except FutexUnavailable as exc:
+        host.no_futex = str(exc)
     nproc = _finite(resource.getrlimit(resource.RLIMIT_NPROC)[0])
     if nproc is not None and _nproc_enforced():
         host.nproc_limit = nproc
