@@ -303,8 +303,7 @@ class Updater:
             if abort.value:  # a strategy that never waits would not notice otherwise
                 raise Aborted("run aborted")
             action(slot)
-            if rcu.gp_active:  # else there is nothing to poll for
-                rcu.rcu_process_callbacks(self)
+            rcu.rcu_process_callbacks(self)
             progress[P_DONE] += 1
 
     def _zap_range(self, slots) -> None:
@@ -353,7 +352,8 @@ class Updater:
                         others += 1
                         self._zap_cleared(slot, old)
                     progress[P_PHASE] = PHASE_DESTROYED
-                    if rcu.gp_active:  # else there is nothing to poll for
+                    # rcu_process_callbacks's own first test, made here to save a call
+                    if rcu.gp_active:
                         rcu.rcu_process_callbacks(self)
                 progress[P_SLOT] = slot
                 progress[P_DONE] = done
@@ -413,8 +413,7 @@ class Updater:
                 self.split(slot)
             else:
                 self.collapse(slot)
-            if self.rcu.gp_active:
-                self.rcu.rcu_process_callbacks(self)
+            self.rcu.rcu_process_callbacks(self)
             self.progress[P_DONE] += 1
 
 
