@@ -4,12 +4,14 @@
 walkers: ZAP_LEAF (``zap_huge_pmd``), FREE_TABLE (``tlb_remove_table``), SPLIT
 (``pmdp_invalidate``) and COLLAPSE (``pmdp_collapse_flush``)."""
 
+import heapq
 import random
 import time
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel import trace as tr
 from lpw_mp.kernel.machine import NSTATS, ST_WALKS, Aborted, WaitTimeout
 from lpw_mp.kernel.memory_model import current, fence, quiet, step
 from lpw_mp.kernel.mmu_gather import MMUGather
@@ -20,6 +22,9 @@ OPS = ("munmap", "split", "collapse", "mixed")
 # Progress array: slot being worked on, its phase, operations done, operations planned.
 P_SLOT, P_PHASE, P_DONE, P_TOTAL = range(4)
 PHASE_IDLE, PHASE_UNLINKED, PHASE_SERIALIZING, PHASE_DESTROYED = range(4)
+
+#: IPI rounds each run keeps in detail (``UpdaterStats.slowest_rounds``), the slowest.
+SLOWEST_ROUNDS = 5
 
 #: munmap with no memory model looks at the abort flag, polls RCU and stores its progress once
 #: per this many THPs that call no hook (and at every one that does): some tens of
@@ -85,6 +90,10 @@ class UpdaterStats:
     #: a check after the host descheduled the updater for milliseconds meets at most one
     #: window's worth of walks, not milliseconds' worth.
     check_gaps: list = None
+    #: The ``SLOWEST_ROUNDS`` slowest IPI rounds, slowest first: their number, time, start
+    #: (seconds into the operation), targets, the CPU whose acknowledgement ended each, and
+    #: why it came last (``trace.WHY_NAMES``; None when not traced).
+    slowest_rounds: list = field(default_factory=list)
 
 
 class Updater:
@@ -105,6 +114,12 @@ class Updater:
             self.stats.walks_in_rounds = 0
             self.stats.check_gaps = []
         self._check_start, self._rounds_then, self._in_rounds = None, 0.0, 0.0
+        self._slowest = []  # a min-heap of the slowest rounds' records
+        traced = machine.trace
+        #: The coordinator's trace writer (``--trace``), else None.
+        self.trace = traced.writer(traced.coordinator_track) if traced is not None else None
+        if traced is not None:
+            self.rcu.trace, self.rcu.gp_trace = self.trace, traced.writer(traced.rcu_track)
 
     def broadcast(self, cpus) -> None:
         """One ``smp_call_function_many(cpus, do_nothing, NULL, 1)`` round, timed; nothing for
@@ -115,15 +130,26 @@ class Updater:
         counting = self.stats.walks_in_rounds is not None
         if counting:
             before = self.walks_started()
-        start = time.perf_counter()
-        self.m.smp_call_function_many(cpus, self.timeout)
-        took = time.perf_counter() - start
+        m = self.m
+        start = time.perf_counter_ns()
+        m.smp_call_function_many(cpus, self.timeout)
+        end = time.perf_counter_ns()
+        took = (end - start) / 1e9
         self.stats.rounds.append(took)
         self._in_rounds += took
         if counting:
             self.stats.walks_in_rounds += self.walks_started() - before
         self.stats.serialisations += 1
         self.stats.ipis_sent += len(cpus)
+        last, why = m.last_acker.value, m.last_why.value if self.trace is not None else 0
+        if self.trace is not None:
+            self.trace.emit(tr.ROUND, start, end - start, m.round_no.value, len(cpus),
+                            (last + 1) << 8 | why)
+        record = (took, m.round_no.value, start, len(cpus), last, why)
+        if len(self._slowest) < SLOWEST_ROUNDS:
+            heapq.heappush(self._slowest, record)
+        elif took > self._slowest[0][0]:
+            heapq.heapreplace(self._slowest, record)
 
     def walks_started(self) -> int:
         """Walks every CPU has started: those ended (the walker counters) and those in
@@ -141,6 +167,9 @@ class Updater:
         stats = self.stats
         before = stats.serialisations + stats.grace_periods
         gaps = stats.check_gaps
+        trace = self.trace
+        if trace is not None:
+            began = time.perf_counter_ns()
         if gaps is None or not checks_walkers:
             step(self, *args)
         else:
@@ -152,17 +181,30 @@ class Updater:
                 gaps.append(now - self._check_start - (self._in_rounds - self._rounds_then))
             self._check_start, self._rounds_then = now, self._in_rounds
             step(self, *args)
+        if trace is not None:
+            name = getattr(step, "__name__", "")
+            self._step(tr.STEP_SERIALISE, began, self.progress[P_SLOT],
+                       tr.HOOKS.index(name) if name in tr.HOOKS else 0)
         if stats.serialisations + stats.grace_periods == before:
             stats.skipped += 1
+
+    def _step(self, code: int, began: int, slot: int, c: int = 0) -> None:
+        """Trace step ``code`` of the operation on ``slot`` (-1: none, a deferred free), from
+        ``began`` (host ns) to now; ``c``: the serialising hook (``trace.HOOKS``), or one more
+        than the PTE page a destroy step frees."""
+        self.trace.emit(tr.STEP, began, time.perf_counter_ns() - began, slot, code, c)
 
     def _phase(self, slot: int, phase: int) -> None:
         self.progress[P_SLOT] = slot
         self.progress[P_PHASE] = phase
 
-    def _destroyed(self, slot: int) -> None:
+    def _destroyed(self, slot: int, began: int) -> None:
         """Count the destructive step just done on ``slot`` (its ``step`` came before it, so
-        that ``check`` can stop the coordinator there) and say so in the progress array."""
+        that ``check`` can stop the coordinator there), begun at ``began`` (host ns; traced
+        runs), and say so in the progress array."""
         self.stats.destroyed += 1
+        if self.trace is not None:
+            self._step(tr.STEP_DESTROY, began, slot)
         self._phase(slot, PHASE_DESTROYED)
 
     # -- freeing ------------------------------------------------------------------------------
@@ -171,7 +213,11 @@ class Updater:
         """Destructive step: PTE page ``page`` goes back to the allocator (``__tlb_remove_table``
         -> ``pte_free``), now or, ``deferred``, from an RCU callback."""
         step("pte_free(PTE page %d) (destructive)", page)
+        began = time.perf_counter_ns() if self.trace is not None else 0
         self.pt.pte_free(page)
+        if self.trace is not None:
+            self._step(tr.STEP_DESTROY, began, -1 if deferred else self.progress[P_SLOT],
+                       page + 1)
         self.stats.destroyed += 1
         if deferred:
             self.stats.deferred_free_s = time.perf_counter() - self._start
@@ -194,7 +240,10 @@ class Updater:
         is ZAP_LEAF (``zap_huge_pmd``; its data page goes by ``tlb_remove_page_size``, freed
         once serialised); a PTE table is FREE_TABLE (``free_pgtables`` -> ``pte_free_tlb`` ->
         ``tlb_remove_table``), which no era serialised with ``serialize_against_pte_lookup``."""
+        began = time.perf_counter_ns() if self.trace is not None else 0
         old = self.pt.pmdp_huge_get_and_clear(slot)
+        if self.trace is not None:
+            self._step(tr.STEP_UNLINK, began, slot)
         self.stats.ops["munmap"] += 1
         self._zap_cleared(slot, old)
 
@@ -211,8 +260,9 @@ class Updater:
         self._phase(slot, PHASE_SERIALIZING)
         self.serialise(self.strategy.zap_huge_pmd)
         step("free the THP of slot %d (destructive)", slot)
+        began = time.perf_counter_ns() if self.trace is not None else 0
         self.pt.retire_slot(slot)
-        self._destroyed(slot)
+        self._destroyed(slot, began)
 
     def split(self, slot: int) -> bool:
         """SPLIT: ``pmdp_invalidate``, serialise as the profile does, install the table."""
@@ -221,14 +271,18 @@ class Updater:
         if not self.pt.free_pages():
             self.stats.pool_exhausted += 1
             return False
+        began = time.perf_counter_ns() if self.trace is not None else 0
         self.pt.pmdp_invalidate(slot)
         self._phase(slot, PHASE_SERIALIZING)
+        if self.trace is not None:
+            self._step(tr.STEP_UNLINK, began, slot)
         self.serialise(self.strategy.pmdp_invalidate)
         page = self.pt.pte_alloc_one(slot)
         step("install PTE page %d in slot %d (destructive)", page, slot)
+        began = time.perf_counter_ns() if self.trace is not None else 0
         self.pt.retire_slot(slot)
         self.pt.set_pmd_table(slot, page)
-        self._destroyed(slot)
+        self._destroyed(slot, began)
         self.stats.ops["split"] += 1
         return True
 
@@ -241,15 +295,19 @@ class Updater:
         old = self.pt.pmd(slot)
         if ptm.pmd_kind(old) != ptm.TABLE:
             return False
+        began = time.perf_counter_ns() if self.trace is not None else 0
         self.pt.pmdp_huge_get_and_clear(slot)
         self._phase(slot, PHASE_SERIALIZING)
+        if self.trace is not None:
+            self._step(tr.STEP_UNLINK, began, slot)
         self.serialise(self.strategy.pmdp_collapse_flush)
         page = ptm.pmd_index(old)
         step("pte_free(PTE page %d), install a THP in slot %d (destructive)", page, slot)
+        began = time.perf_counter_ns() if self.trace is not None else 0
         self.pt.pte_free(page)
         self.pt.retire_slot(slot)
         self.pt.set_pmd_leaf(slot)
-        self._destroyed(slot)
+        self._destroyed(slot, began)
         self.stats.ops["collapse"] += 1
         return True
 
@@ -278,7 +336,7 @@ class Updater:
             self._mixed(slots, mixed_ops or len(slots), seed)
         else:
             progress[P_TOTAL] = len(slots)
-            if op == "munmap" and current() is None:
+            if op == "munmap" and current() is None and self.trace is None:
                 self._zap_range(slots)
             else:
                 self._each(op, slots)
@@ -290,9 +348,31 @@ class Updater:
         progress[P_PHASE] = PHASE_SERIALIZING
         self.rcu_barrier()
         self.stats.walkers = self.m.walker_counters(since=walkers_before)
+        self.stats.slowest_rounds = self.slowest_rounds(start)
         fence()  # every store still buffered (--memory-model) is visible to the parent
         self._phase(-1, PHASE_IDLE)
         return self.stats
+
+    def slowest_rounds(self, start: float) -> list:
+        """The slowest IPI rounds kept so far, slowest first, as ``UpdaterStats`` keeps them
+        (``start``: the operation's, ``perf_counter`` seconds)."""
+        return [{"round": number, "took_s": took, "at_s": began / 1e9 - start,
+                 "targets": targets, "cpu": cpu if cpu >= 0 else None,
+                 "why": tr.WHY_NAMES.get(why)}
+                for took, number, began, targets, cpu, why in sorted(self._slowest,
+                                                                      reverse=True)]
+
+    def _op(self, op: str, action, slot: int, *args):
+        """``action(slot, *args)``, operation ``op``, traced when the run is (unless it did
+        nothing: a split of a slot that holds no THP)."""
+        if self.trace is None:
+            return action(slot, *args)
+        began = time.perf_counter_ns()
+        done = action(slot, *args)
+        if done is not False:
+            self.trace.emit(tr.OP, began, time.perf_counter_ns() - began, slot,
+                            tr.OP_CODES[op])
+        return done
 
     def _each(self, op: str, slots) -> None:
         """``op`` on each of ``slots`` in turn, through the path's own method."""
@@ -302,7 +382,7 @@ class Updater:
         for slot in slots:
             if abort.value:  # a strategy that never waits would not notice otherwise
                 raise Aborted("run aborted")
-            action(slot)
+            self._op(op, action, slot)
             rcu.rcu_process_callbacks(self)
             progress[P_DONE] += 1
 
@@ -368,6 +448,11 @@ class Updater:
             else:
                 stats.destroyed += freed
 
+    def _zap_and_finish(self, slot: int) -> None:
+        """munmap of one slot: ``zap_pmd`` and ``tlb_finish_mmu``."""
+        self.zap_pmd(slot)
+        self.tlb_finish_mmu()
+
     def wait_event(self, condition, what: str, timeout: float = None) -> None:
         """For strategies that wait on something of their own (a flag, a sequence count):
         block until ``condition()`` is true, polling, bounded by the run's ``--ipi-timeout``
@@ -389,10 +474,13 @@ class Updater:
             return False
         bound = self.timeout if timeout is None else timeout
         m.coord_waiting.value = 2
+        began = time.perf_counter_ns()
         try:
             m.wait_bounded(poll, bound, what, lambda: EventTimeout(bound, what))
         finally:
             m.coord_waiting.value = 0
+        if self.trace is not None:
+            self.trace.emit(tr.WAIT_EVENT, began, time.perf_counter_ns() - began)
 
     def _mixed(self, slots, nops: int, seed: int) -> None:
         """A long-running guest with khugepaged: split leaves, collapse tables, unmap and fault
@@ -405,14 +493,13 @@ class Updater:
             kind = ptm.pmd_kind(self.pt.pmd(slot))
             roll = rng.random()
             if kind == ptm.NONE:
-                self.fault(slot, table=roll < 0.5)
+                self._op("fault", self.fault, slot, roll < 0.5)
             elif roll < 0.15:
-                self.zap_pmd(slot)
-                self.tlb_finish_mmu()
+                self._op("munmap", self._zap_and_finish, slot)
             elif kind == ptm.LEAF:
-                self.split(slot)
+                self._op("split", self.split, slot)
             else:
-                self.collapse(slot)
+                self._op("collapse", self.collapse, slot)
             self.rcu.rcu_process_callbacks(self)
             self.progress[P_DONE] += 1
 

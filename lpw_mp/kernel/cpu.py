@@ -11,6 +11,7 @@ import time
 
 from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import pagetable as ptm
+from lpw_mp.kernel import trace as tr
 from lpw_mp.kernel.hooks import (AFTER_END, AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COUNTED,
                                  FREEZE_ACK_TAKEN, FREEZE_IDLE, FREEZE_START, HOLDING,
                                  FreezeHook, ScriptedWalker, WalkHook, freeze_point)
@@ -73,6 +74,12 @@ class SimulatedCPU:
         self.stat_base = cpu * NSTATS
         self.cost_hist, self.window_hist = machine.cost_hist, machine.window_hist
         self.hist_base = cpu * HIST_BUCKETS
+        #: This CPU's trace writer (``--trace``), else None: the traced paths test only this.
+        self.trace = machine.trace.writer(cpu) if machine.trace is not None else None
+        self._walker_code = tr.WALKER_CODES.index(self.walker)
+        # Traced: the last IRQ-off window, and the last sleep on the doorbell (host ns), from
+        # which an IPI's handler tells why it ran when it did (``_why``).
+        self._window = self._slept = (0, 0)
 
     # -- the walk -----------------------------------------------------------------------------
 
@@ -85,6 +92,9 @@ class SimulatedCPU:
         qs_taken, qs_owed, qs = self.qs_taken, self.qs_owed, self.qs
         clock = time.perf_counter_ns
         log = self._log
+        trace = self.trace
+        if trace is not None:
+            held, retries = stats[base + ST_HELD], stats[base + ST_RETRIES]
         if log is not None:  # outside the timed part: the measured path pays the test only
             log(f"local_irq_disable(); walk slot {slot} ({self.walker})")
         m.walk_slot[cpu] = slot                 # named if the walk never ends
@@ -127,6 +137,12 @@ class SimulatedCPU:
         hist_base = self.hist_base
         self.cost_hist[hist_base + hist_bucket(cost)] += 1
         self.window_hist[hist_base + hist_bucket(t3 - t0)] += 1
+        if trace is not None:  # after the window: what it costs is not the walk's
+            self._window = (t0, t3)
+            trace.emit(tr.WALK, t0, t3 - t0, slot,
+                       (tr.F_HELD if stats[base + ST_HELD] != held else 0)
+                       | (tr.F_RETRIED if stats[base + ST_RETRIES] != retries else 0),
+                       self._walker_code)
 
     def _find(self, slot: int, sub: int, hook):
         """The lookup: ``READ_ONCE(*pmdp)`` and, for a table, the PTE it points to. Returns
@@ -215,6 +231,9 @@ class SimulatedCPU:
     def _violation(self, kind: int, slot: int, taken: int, seen: int) -> None:
         note(f"uses freed memory: {chk.VIOLATION_KINDS[kind]} (slot {slot}, generation "
              f"{taken} taken, {seen} now)")
+        if self.trace is not None:
+            self.trace.emit(tr.VIOLATION, time.perf_counter_ns(), 0, slot, kind,
+                            taken << 32 | seen)
         self.checker.report(kind, self.cpu, slot, taken, seen)
 
     def warm_up(self) -> None:
@@ -248,6 +267,12 @@ class SimulatedCPU:
         late_index, ipis_index = self.stat_base + ST_LATE_NS, self.stat_base + ST_IPIS
         rate = self.walk_rate
         monotonic = time.monotonic
+        last_acker = m.last_acker
+        trace = self.trace
+        if trace is not None:
+            clock, last_why = time.perf_counter_ns, m.last_why
+            sleep = self._stamped(sleep)
+            idle_since = 0
         self.warm_up()
         if freeze:
             freeze_point(freeze, FREEZE_START)
@@ -269,6 +294,10 @@ class SimulatedCPU:
             gen = ipi_gen[cpu]
             if gen != ack_gen[cpu]:
                 # IRQs are enabled here and only here: run do_nothing() and acknowledge.
+                if trace is not None:
+                    # Read before the acknowledgement, after which the next round may begin.
+                    handled, round_no, sent = clock(), m.round_no.value, m.round_sent.value
+                    why = self._why(handled, sent)
                 full_barrier()  # flush_smp_call_function_queue: the csd list is fully ordered
                 if trims and lazy:
                     cpumask[cpu] = 0
@@ -278,13 +307,21 @@ class SimulatedCPU:
                 if freeze:
                     freeze_point(freeze, FREEZE_ACK_TAKEN)
                 if last:
+                    last_acker.value = cpu  # the sender reads it once woken
+                    if trace is not None:
+                        last_why.value = why
                     acks_done_release()
                 if freeze:
                     freeze_point(freeze, FREEZE_ACK_COUNTED)
                 # Last: until this store the sender can name this CPU as late.
                 ack_gen[cpu] = gen
                 doing[cpu] = DOING_IDLE if idle else DOING_RUN
+                if trace is not None:
+                    trace.emit(tr.IPI, handled, clock() - handled, round_no, why,
+                               handled - sent)
             if stop.value:
+                if trace is not None and idle:  # the idle period ends with the run
+                    trace.emit(tr.IDLE, idle_since, clock() - idle_since)
                 return
             if idle:
                 if ((script is None or not script.order[0]) and not saturate.value
@@ -294,6 +331,8 @@ class SimulatedCPU:
                 idle_exit(cpu)
                 idle = False
                 doing[cpu] = DOING_RUN
+                if trace is not None:
+                    trace.emit(tr.IDLE, idle_since, clock() - idle_since)
             if script is not None and script.order[0]:
                 # Told to walk: as if woken and switched to this mm, a full barrier, whether
                 # or not the CPU went idle since its last walk (so the schedule is the same).
@@ -318,6 +357,8 @@ class SimulatedCPU:
             if next_walk is None or next_walk > monotonic():
                 doing[cpu] = DOING_IDLE
                 lazy = idle = True
+                if trace is not None:
+                    idle_since = clock()
                 idle_enter(cpu)  # an extended quiescent state (dynticks-idle)
                 if freeze:
                     freeze_point(freeze, FREEZE_IDLE)
@@ -332,6 +373,28 @@ class SimulatedCPU:
             # can run at the rate asked, catching up kept every CPU runnable, and each IPI
             # round then waited for a pass of the host's scheduler over all of them.
             next_walk = max(next_walk, monotonic()) + rng.expovariate(rate)
+
+    def _stamped(self, sleep):
+        """``sleep`` that keeps when it began and ended, for ``_why`` (traced runs only)."""
+        clock = time.perf_counter_ns
+
+        def stamped(seq, until):
+            began = clock()
+            sleep(seq, until)
+            self._slept = (began, clock())
+        return stamped
+
+    def _why(self, handled: int, sent: int) -> int:
+        """Why this CPU runs the handler of the IPI sent at ``sent`` only at ``handled``
+        (host ns; ``trace.WHY_*``): it was inside an IRQ-off window then; or, asleep then and
+        woken by the IPI, or awake then, it lost the host's core for longer than its own loop
+        takes (``PREEMPTED_NS``) on the way; else it was only served late among the targets."""
+        began, ended = self._window
+        if began <= sent <= ended:
+            return tr.WHY_IRQ_OFF
+        slept, woke = self._slept
+        since = woke if slept <= sent <= woke else sent
+        return tr.WHY_NOT_RUNNING if handled - since > tr.PREEMPTED_NS else tr.WHY_QUEUE
 
     def _wait_started(self, doorbell, sleep) -> bool:
         """The start barrier: block until the parent has every CPU up (``Machine.start``);

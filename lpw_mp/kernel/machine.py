@@ -203,6 +203,16 @@ class Machine:
         self.coord_waiting = RawValue("b", 0)
         #: Polls of a strategy's own wait (``Updater.wait_event``) that found it not over.
         self.coord_polls = RawValue("q", 0)
+        #: The round being sent and when (``perf_counter_ns``): a traced CPU works out from them
+        #: why it answered when it did.
+        self.round_no = RawValue("q", 0)
+        self.round_sent = RawValue("q", 0)
+        #: The CPU whose acknowledgement ended the last round (the one that woke the sender),
+        #: and, traced, why it came last (``trace.WHY_*``).
+        self.last_acker = RawValue("q", -1)
+        self.last_why = RawValue("q", 0)
+        #: ``trace.TraceBuffers`` when the run is traced (``--trace``), else None.
+        self.trace = None
         self._all_cpus = list(range(ncpus))
         self._rounds = 0  # IPI rounds sent; only the coordinator sends
 
@@ -249,6 +259,9 @@ class Machine:
         post = acks_left.release
         for _ in range(len(cpus) - 1):
             post()
+        self.last_acker.value = -1
+        self.round_no.value = self._rounds
+        self.round_sent.value = time.perf_counter_ns()
         for cpu in cpus:
             ipi_gen[cpu] += 1
         self.doorbells.ring(cpus)

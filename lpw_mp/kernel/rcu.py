@@ -9,6 +9,7 @@ guarantees that IRQ/preempt disabling holds off grace periods" (the comment abov
 import time
 from multiprocessing.sharedctypes import RawArray, RawValue
 
+from lpw_mp.kernel import trace as tr
 from lpw_mp.kernel.hooks import FREEZE_QS_LOCKED, FREEZE_QS_REPORTED, FreezeHook, freeze_point
 from lpw_mp.kernel.machine import DOING_RCU, SLOT_STRIDE, WaitTimeout, acquire_or_exit
 from lpw_mp.kernel.memory_model import fence, full_barrier, step
@@ -62,6 +63,9 @@ class RCU:
 
     #: The ``Updater`` when this copy runs in the coordinator, else None.
     coordinator = None
+    #: Traced runs, in the coordinator: its trace writer, and the RCU track's (the grace
+    #: periods, which run beside its operations).
+    trace = gp_trace = None
 
     # -- quiescent states ---------------------------------------------------------------------
 
@@ -126,6 +130,8 @@ class RCU:
         and return at once (``call_rcu()``: asynchronous, nothing waits)."""
         step("call_rcu")
         self._next.append((func, arg))
+        if self.trace is not None:
+            self.trace.emit(tr.CALL_RCU, time.perf_counter_ns(), 0, _objects(arg))
         if not self.gp_active:
             self._start_next(up)
 
@@ -141,8 +147,15 @@ class RCU:
         up.stats.grace_periods += 1
         up.stats.gp_latencies.append(time.perf_counter() - self._gp_start)
         done, self._cur = self._cur, []
+        if self.trace is not None:
+            now = time.perf_counter_ns()
+            self.gp_trace.emit(tr.GP, self._gp_start_ns, now - self._gp_start_ns,
+                               self.gp_seq.value)
         for func, arg in done:
             func(arg)
+        if self.trace is not None:
+            self.trace.emit(tr.CALLBACK, now, time.perf_counter_ns() - now,
+                            sum(_objects(arg) for _, arg in done))
         self._start_next(up)
 
     def rcu_barrier(self, up) -> None:
@@ -162,6 +175,7 @@ class RCU:
     def _start_gp(self, up) -> None:
         """Open a grace period: every CPU owes a quiescent state, except those seen idle."""
         self._gp_start = time.perf_counter()
+        self._gp_start_ns = time.perf_counter_ns()
         # rcu_gp_init()'s full barrier: every store before call_rcu (the PMD clear, still in
         # the store buffer under --memory-model tso or weak) is visible before any CPU can
         # owe, and report, a quiescent state for this grace period.
@@ -197,8 +211,16 @@ class RCU:
         if not wait:
             return self.gp_done.acquire(False)
         gp, n, posted = self.gp_seq.value, self.m.ncpus, self.qs_posted
+        began = time.perf_counter_ns()
         self.m.wait_bounded(self.gp_done.acquire, up.timeout, "a grace period",
                             lambda: GracePeriodTimeout(
                                 [c for c in range(n) if posted[c * SLOT_STRIDE] != gp],
                                 up.timeout, gp))
+        if self.trace is not None:
+            self.trace.emit(tr.GP_WAIT, began, time.perf_counter_ns() - began, gp)
         return True
+
+
+def _objects(arg) -> int:
+    """Objects a callback frees: a batch's pages, or one."""
+    return len(arg) if isinstance(arg, (list, tuple)) else 1

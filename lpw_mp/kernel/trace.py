@@ -1,0 +1,149 @@
+"""Tracing (``run --trace``): a ring buffer of fixed-size records per track in shared memory,
+as ftrace keeps one per CPU (kernel/trace/ring_buffer.c), written by the process the track
+belongs to without a lock and read by the parent once the processes are stopped.
+
+A track is a simulated CPU, the coordinator, or the coordinator's RCU (its grace periods run
+beside its operations). A record is ``RECORD`` words: start (``perf_counter_ns``, the host's
+monotonic clock), duration, kind, and three arguments whose meaning depends on the kind.
+
+A full buffer overwrites its oldest records, as ftrace does by default (its ``overwrite``
+option), unless the trace keeps the first seconds of the run: then it keeps its first records
+and drops the newest. Either way every record written counts, so the parent knows how many
+were lost. With tracing off nothing here runs: the traced paths test one attribute for None.
+"""
+
+from multiprocessing.sharedctypes import RawArray, RawValue
+
+from lpw_mp.kernel.machine import SLOT_STRIDE
+
+#: Words of a record: start ns, duration ns, kind, a, b, c.
+RECORD = 6
+RECORD_BYTES = RECORD * 8
+#: The coordinator's track gets this many times a CPU's: it records every step of every
+#: operation, where a CPU records a walk or an IPI.
+COORDINATOR_SHARE = 4
+
+# Record kinds, and what a, b, c hold.
+#: On a CPU's track. WALK: an IRQ-off window: slot, flags (F_HELD, F_RETRIED), walker code
+#: (``WALKER_CODES``). IPI: the handler: round, why (``WHY_*``), ns from send to handler.
+#: IDLE: an idle period. VIOLATION (an instant): slot, kind (checker's), taken << 32 | seen.
+WALK, IPI, IDLE, VIOLATION = 1, 2, 3, 4
+#: On the coordinator's. OP: an operation: slot, op (``OP_CODES``). STEP: a step of it:
+#: slot, step (``STEP_*``), the serialising hook (``HOOKS``). ROUND: an IPI round: round,
+#: targets, slowest responder << 8 | why. GP_WAIT: a wait for grace period a. CALL_RCU (an
+#: instant): objects queued. CALLBACK: RCU callbacks run: objects. WAIT_EVENT: a strategy's
+#: own wait. On the RCU track. GP: grace period a, from its start to its end.
+OP, STEP, ROUND, GP_WAIT, CALL_RCU, CALLBACK, WAIT_EVENT, GP = range(10, 18)
+
+F_HELD, F_RETRIED = 1, 2
+STEP_UNLINK, STEP_SERIALISE, STEP_DESTROY = 1, 2, 3
+STEP_NAMES = {STEP_UNLINK: "unlink", STEP_SERIALISE: "serialise", STEP_DESTROY: "destroy"}
+OP_CODES = {"munmap": 1, "split": 2, "collapse": 3, "fault": 4}
+#: The updater's serialising steps (``Strategy``'s hooks) by code; 0: one of a plugin's own.
+HOOKS = ("", "zap_huge_pmd", "tlb_remove_table", "pmdp_invalidate", "pmdp_collapse_flush")
+WALKER_CODES = ("hold", "read-once", "recheck")
+
+#: Why a CPU answered an IPI when it did (``results.traces.WHY``): inside an IRQ-off window
+#: when the IPI was sent; not running (its process waited for the host past ``PREEMPTED_NS``);
+#: or run promptly and just last of the round's targets. WHY_UNKNOWN: not traced.
+WHY_UNKNOWN, WHY_IRQ_OFF, WHY_NOT_RUNNING, WHY_QUEUE = 0, 1, 2, 3
+WHY_NAMES = {WHY_IRQ_OFF: "irq-off", WHY_NOT_RUNNING: "not-running", WHY_QUEUE: "queue"}
+#: A CPU that was running when an IPI was sent (or had just been woken by it) and takes
+#: longer than this to run its handler was descheduled by the host meanwhile: its own loop
+#: takes some tens of microseconds.
+PREEMPTED_NS = 200_000
+
+#: ``TraceBuffers.until``'s value when the trace keeps every record it can.
+FOREVER = (1 << 63) - 1
+
+
+class TraceBuffers:
+    """Every track's ring buffer, allocated before the processes fork: ``cpu_records`` per
+    CPU, ``COORDINATOR_SHARE`` times that for the coordinator and the same as a CPU for RCU.
+    ``overwrite`` False keeps the first records (``first:`` windows)."""
+
+    def __init__(self, ncpus: int, cpu_records: int, overwrite: bool = True):
+        self.ncpus = ncpus
+        self.caps = [cpu_records] * ncpus + [cpu_records * COORDINATOR_SHARE, cpu_records]
+        self.bases, total = [], 0
+        for cap in self.caps:
+            self.bases.append(total)
+            total += cap * RECORD
+        self.words = RawArray("q", total)
+        #: Records written per track (lost ones included), one cache line each.
+        self.written = RawArray("q", len(self.caps) * SLOT_STRIDE)
+        self.overwrite = overwrite
+        #: Records that begin after this (host ns) are not kept: set once the run starts, for
+        #: a trace of its first seconds.
+        self.until = RawValue("q", FOREVER)
+
+    @property
+    def coordinator_track(self) -> int:
+        return self.ncpus
+
+    @property
+    def rcu_track(self) -> int:
+        return self.ncpus + 1
+
+    @staticmethod
+    def bytes_for(ncpus: int, cpu_records: int) -> int:
+        return (ncpus + COORDINATOR_SHARE + 1) * cpu_records * RECORD_BYTES
+
+    def writer(self, track: int) -> "TraceWriter":
+        """The writer of ``track``, made in the process that owns it (after the fork)."""
+        return TraceWriter(self, track)
+
+    def records(self, track: int) -> tuple:
+        """``(raw, written)``: the records ``track`` still holds, oldest first, as the bytes
+        of their words (``RECORD`` native 64-bit words each: ``iter_records`` reads them), and
+        how many records it was given in all. Read once the writer has stopped."""
+        cap, base = self.caps[track], self.bases[track]
+        written = self.written[track * SLOT_STRIDE]
+        kept = min(written, cap)
+        words = memoryview(self.words).cast("B").cast("q")
+        ring = words[base:base + cap * RECORD]
+        first = (written - kept) % cap if self.overwrite else 0
+        if first + kept <= cap:
+            return ring[first * RECORD:(first + kept) * RECORD].tobytes(), written
+        return (ring[first * RECORD:].tobytes()
+                + ring[:(first + kept - cap) * RECORD].tobytes()), written
+
+
+def iter_records(raw: bytes):
+    """The records in ``raw`` (``TraceBuffers.records``), each a tuple of ``RECORD`` ints."""
+    words = memoryview(raw).cast("q")
+    for i in range(0, len(words), RECORD):
+        yield tuple(words[i:i + RECORD])
+
+
+class TraceWriter:
+    """One process's writer of one track: a store per word and one of the count, no lock (a
+    track has one writer)."""
+
+    __slots__ = ("_words", "_written", "_index", "_base", "_cap", "_n", "_overwrite", "_until")
+
+    def __init__(self, buffers: TraceBuffers, track: int):
+        self._words = memoryview(buffers.words).cast("B").cast("q")
+        self._written = buffers.written
+        self._index = track * SLOT_STRIDE
+        self._base, self._cap = buffers.bases[track], buffers.caps[track]
+        self._n = buffers.written[self._index]
+        self._overwrite = buffers.overwrite
+        self._until = buffers.until
+
+    def emit(self, kind: int, start: int, dur: int = 0, a: int = 0, b: int = 0,
+             c: int = 0) -> None:
+        if start > self._until.value:
+            return
+        n = self._n
+        if n < self._cap or self._overwrite:
+            i = self._base + (n % self._cap) * RECORD
+            w = self._words
+            w[i] = start
+            w[i + 1] = dur
+            w[i + 2] = kind
+            w[i + 3] = a
+            w[i + 4] = b
+            w[i + 5] = c
+        self._n = n + 1
+        self._written[self._index] = n + 1
