@@ -358,7 +358,7 @@ def test_a_report_that_fails_to_write_leaves_nothing_half_written(tmp_path, form
 def test_a_run_folder_that_cannot_be_written_prints_the_result(tmp_path, monkeypatch, capsys):
     """If the run folder cannot be written (disk full), the result is printed as JSON on
     stdout rather than lost, with the error on stderr and exit status 1."""
-    def full(result, runs_dir):
+    def full(result, runs_dir, **files):
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr("lpw_mp.commands.run.write_run", full)
     code = main(["--cpus", "2", "--memory", "8M", "--walker-time", "0", "--runs-dir",

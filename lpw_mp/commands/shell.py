@@ -9,7 +9,8 @@ import os
 import re
 import sys
 
-from lpw_mp.harness.config import MAX_REPEAT, START_METHODS, Config, ConfigError
+from lpw_mp.harness.config import (MAX_REPEAT, START_METHODS, TRACE_WINDOWS, Config,
+                                   ConfigError)
 from lpw_mp.harness.plugins import FORMS, parse_strategies, strategy_class
 from lpw_mp.harness.hostinfo import usable_cores
 from lpw_mp.harness.resources import preflight, sustainable_walk_rate
@@ -131,6 +132,24 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                      help="print only the path of the run folder")
     out.add_argument("--json", action="store_true",
                      help="print the result as JSON instead of a table")
+
+
+def add_trace_options(p: argparse.ArgumentParser) -> None:
+    """``run``'s tracing options (README, "Traces")."""
+    d = Config()
+    p.add_argument("--trace", action="store_true",
+                   help="write a trace of every leg into the run folder (trace-STRATEGY.json, "
+                        "Chrome trace-event JSON: open it in ui.perfetto.dev; draw it with "
+                        "`timeline`)")
+    p.add_argument("--trace-buffer", type=typed(parse_size, "size"), default=None,
+                   help=f"ring buffer per simulated CPU, K/M/G suffixes (default "
+                        f"{d.trace_buffer >> 20}M, 48 bytes a record; the coordinator's is 4 "
+                        f"times that); when full, the oldest records go, and the report says "
+                        f"how many")
+    p.add_argument("--trace-window", default=None, metavar="WINDOW",
+                   help=f"what the trace keeps of each leg: {', '.join(TRACE_WINDOWS)} (the "
+                        f"first or last seconds, or the N slowest IPI rounds and what ran "
+                        f"during them; default all)")
 
 
 def resolve_strategy(spec: str) -> tuple:

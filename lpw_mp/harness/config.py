@@ -10,7 +10,8 @@ from lpw_mp.kernel.coordinator import OPS
 from lpw_mp.kernel.cpu import WALKERS
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.kernel.memory_model import MODELS
-from lpw_mp.units import format_duration, format_size
+from lpw_mp.kernel.trace import RECORD_BYTES
+from lpw_mp.units import format_duration, format_size, parse_duration
 
 # Every numeric option's range (README, Options): counts and sizes bound what a run allocates
 # and how long it can take; durations and rates bound what the host can honour.
@@ -30,6 +31,14 @@ MAX_WALKER_TIME = 600.0
 #: Below 10 ms a descheduled CPU (a time slice is milliseconds) looks like a dead one; above an
 #: hour a stalled run looks like a hang.
 MIN_IPI_TIMEOUT, MAX_IPI_TIMEOUT = 0.01, 3600.0
+
+#: --trace-buffer: a few dozen records at least; a GiB per CPU is more than any host has.
+MIN_TRACE_BUFFER, MAX_TRACE_BUFFER = 64 * RECORD_BYTES, 1 << 30
+#: --trace-window's forms: every record the buffers hold, the first or last seconds of each
+#: leg, or the N slowest IPI rounds (and what ran during them).
+TRACE_WINDOWS = ("all", "first:DURATION", "last:DURATION", "slowest:N")
+#: --trace-window slowest:N keeps at most this many rounds; first: and last: a day.
+MAX_TRACE_ROUNDS, MAX_TRACE_SECONDS = 1000, 86400
 
 #: Start methods whose children are our own (so PR_SET_PDEATHSIG ties them to this process).
 START_METHODS = ("fork", "spawn")
@@ -69,12 +78,42 @@ class Config:
     memory_model: str = "sc"
     seed: int = 1
     ipi_timeout: float = 10.0
+    #: Write a trace of every leg (``--trace``) into the run folder; its ring buffer per CPU,
+    #: in bytes, and the part of each leg it keeps (``TRACE_WINDOWS``).
+    trace: bool = False
+    trace_buffer: int = 1 << 20
+    trace_window: str = "all"
     start_method: str = "fork"
     runs_dir: str = "runs"
 
     @property
     def npmds(self) -> int:
         return self.memory // self.thp_size
+
+    @property
+    def trace_records(self) -> int:
+        """Records of a CPU's trace buffer."""
+        return self.trace_buffer // RECORD_BYTES
+
+    def trace_window_parts(self) -> tuple:
+        """``("all", None)``, ``("first", seconds)``, ``("last", seconds)`` or
+        ``("slowest", rounds)``; ConfigError for anything else."""
+        kind, _, value = self.trace_window.partition(":")
+        if kind == "all" and not value:
+            return "all", None
+        if kind in ("first", "last") and value:
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                raise ConfigError(f"--trace-window {self.trace_window}: {exc}") from None
+            if not 0 < seconds <= MAX_TRACE_SECONDS:
+                raise ConfigError(f"--trace-window {self.trace_window}: the duration must be "
+                                  f"above 0 and at most {MAX_TRACE_SECONDS // 3600} h")
+            return kind, seconds
+        if kind == "slowest" and value.isdigit() and 1 <= int(value) <= MAX_TRACE_ROUNDS:
+            return kind, int(value)
+        raise ConfigError(f"--trace-window {self.trace_window!r} is not one of "
+                          f"{', '.join(TRACE_WINDOWS)} (N from 1 to {MAX_TRACE_ROUNDS})")
 
     @property
     def active_cpus(self) -> int:
@@ -162,6 +201,14 @@ class Config:
             raise ConfigError(f"unknown --memory-model {self.memory_model!r} "
                               f"(choose from {', '.join(MODELS)})")
         _whole(self.seed, "--seed", 0, MAX_SEED)
+        _whole(self.trace_buffer, "--trace-buffer", MIN_TRACE_BUFFER, MAX_TRACE_BUFFER,
+               format_size)
+        if not isinstance(self.trace_window, str):
+            raise ConfigError(f"--trace-window must be text, not {self.trace_window!r}")
+        self.trace_window_parts()
+        if not self.trace and (self.trace_buffer != Config.trace_buffer
+                               or self.trace_window != Config.trace_window):
+            raise ConfigError("--trace-buffer and --trace-window only apply with --trace")
         if self.start_method not in START_METHODS:
             raise ConfigError(f"unknown --start-method {self.start_method!r}")
         check_writable_dir(self.runs_dir, "--runs-dir")

@@ -35,6 +35,7 @@ from lpw_mp.kernel.machine import (DOING_ACK, DOING_IDLE, DOING_LOCK, DOING_RCU,
 from lpw_mp.kernel.memory_model import Setting
 from lpw_mp.kernel.pagetable import PageTable
 from lpw_mp.kernel.rcu import RCU
+from lpw_mp.kernel.trace import TraceBuffers
 
 #: How long stopping processes may take at each step of the escalation.
 STOP_GRACE = 2.0
@@ -48,6 +49,13 @@ REAP_TIMEOUT = 2.0
 #: Upper bound on CPU start-up: the base plus a per-CPU allowance (fork is slow when loaded).
 READY_BASE, READY_PER_CPU = 30.0, 0.05
 
+
+
+def comm_of(strategy: str, role: str) -> str:
+    """The ``comm`` of a child (``ipi:cpu3``): what ps, top and a trace call it. The kernel
+    keeps 15 bytes; a long strategy name is cut, not the role, so that no two CPUs share one."""
+    suffix = f":{role}".encode()
+    return (strategy.encode()[:15 - len(suffix)] + suffix).decode(errors="ignore")
 
 
 class EmulatorError(RuntimeError):
@@ -104,6 +112,14 @@ class Emulator:
         self.table.populate(cfg.effective_pte_fraction(), cfg.seed)
         active = [cpu < cfg.active_cpus for cpu in range(cfg.cpus)]
         self.machine = Machine(self.ctx, cfg.cpus, cfg.cpumask, active)
+        if getattr(cfg, "trace", False):
+            self.machine.trace = TraceBuffers(cfg.cpus, cfg.trace_records,
+                                              overwrite=cfg.trace_window_parts()[0] != "first")
+        #: Every child's pid and name as ``ps`` shows it (its ``comm``), by role: ``cpu<N>``,
+        #: ``coord``. Kept past the processes' end, for the trace.
+        self.comms = {}
+        #: When the CPUs were let go (``perf_counter_ns``): a trace's origin.
+        self.started_ns = None
         self.strategy = cls(self.ctx, self.machine)
         self.checker = SafetyChecker(self.ctx, self.machine.stop)
         self.hooks = {}
@@ -135,10 +151,12 @@ class Emulator:
 
     # -- start --------------------------------------------------------------------------------
 
-    def _fork(self, comm: str, target, *args):
-        proc = self.ctx.Process(target=run_named, name=f"lpw_mp-{comm}", daemon=True,
-                                args=(f"{self.strategy_name}:{comm}", target, *args))
+    def _fork(self, role: str, target, *args):
+        comm = comm_of(self.strategy_name, role)
+        proc = self.ctx.Process(target=run_named, name=f"lpw_mp-{role}", daemon=True,
+                                args=(comm, target, *args))
         proc.start()
+        self.comms[role] = (proc.pid, comm)
         return proc
 
     def start_cpus(self) -> None:
@@ -165,6 +183,10 @@ class Emulator:
                 if self.on_cpu_started is not None:
                     self.on_cpu_started(len(self.cpus))
         self._wait_ready()
+        self.started_ns = time.perf_counter_ns()
+        trace = self.machine.trace
+        if trace is not None and self.cfg.trace_window_parts()[0] == "first":
+            trace.until.value = self.started_ns + int(self.cfg.trace_window_parts()[1] * 1e9)
         self.machine.start()
 
     def _wait_ready(self) -> None:

@@ -12,6 +12,7 @@ from lpw_mp.harness.config import ConfigError
 from lpw_mp.kernel.futex import FutexUnavailable, check_available
 from lpw_mp.kernel.machine import HIST_BUCKETS, NSTATS
 from lpw_mp.kernel.pagetable import PageTable
+from lpw_mp.kernel.trace import TraceBuffers
 
 #: Memory one simulated CPU costs the host, with a margin: a fixed part plus a small part that
 #: grows with the number of CPUs (each child inherits, and touches, the parent's records of the
@@ -67,10 +68,19 @@ def sustainable_walk_rate(cfg, cores: int) -> float:
     return float(f"{rate:.2g}")
 
 
+def trace_bytes(cfg) -> int:
+    """The memory of ``--trace``: the ring buffers, and the parent's copy of each leg's until
+    the run folder is written (at most one per leg, at most as large as the buffers)."""
+    if not cfg.trace:
+        return 0
+    legs = len(cfg.strategies) * cfg.repeat
+    return (1 + legs) * TraceBuffers.bytes_for(cfg.cpus, cfg.trace_records)
+
+
 def memory_needed(cfg) -> int:
     """A generous estimate of the memory a run of ``cfg`` takes."""
     table = cfg.npmds * 16 + PageTable.pool_bytes(cfg.thp_size, cfg.pool_pages())
-    return BASE_BYTES + cfg.cpus * per_cpu_bytes(cfg.cpus) + table
+    return BASE_BYTES + cfg.cpus * per_cpu_bytes(cfg.cpus) + table + trace_bytes(cfg)
 
 
 def processes_needed(cfg) -> int:
@@ -97,9 +107,12 @@ def problems(cfg, host: Host) -> list:
                        f"{max(free, 0)} more")
     need = memory_needed(cfg)
     if host.memory_free is not None and need > host.memory_free:
+        traced = trace_bytes(cfg)
+        also = (f"; the trace takes {traced / 2**30:.1f} GiB of it: lower --trace-buffer"
+                if traced > need / 4 else "")
         out.append(f"--cpus {cpus} needs about {need / 2**30:.1f} GiB of memory "
                    f"({per_cpu_bytes(cpus) / 2**20:.1f} MiB per CPU at this count), but only "
-                   f"{max(host.memory_free, 0) / 2**30:.1f} GiB is available")
+                   f"{max(host.memory_free, 0) / 2**30:.1f} GiB is available{also}")
     files = files_needed(cpus)
     if host.files_hard is not None and files > host.files_hard:
         out.append(f"--cpus {cpus} needs about {files} open files in this process, but the "

@@ -10,7 +10,8 @@ from lpw_mp.harness.emulator import Emulator, EmulatorError
 from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.harness.plugins import spec_of, strategy_class
 from lpw_mp.harness.progress import OPERATION, STARTING, STOPPING, WALKER_PHASE, Progress
-from lpw_mp.harness.signals import Interrupted, interruptible
+from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
+from lpw_mp.harness.tracing import LegTrace
 from lpw_mp.harness.walkers import measure_walkers
 from lpw_mp.kernel.coordinator import P_DONE, P_TOTAL
 from lpw_mp.kernel.cpu import hist_bucket
@@ -64,6 +65,7 @@ def leg_result(cfg, spec: str, outcome: dict, violations: dict) -> dict:
         "walks_in_rounds": st.get("walks_in_rounds"),
         "check_gap_histogram": (None if st.get("check_gaps") is None else log_histogram(
             _buckets(st["check_gaps"]), HIST_STEPS)),
+        "slowest_rounds": st.get("slowest_rounds"),
         "violations": violations,
     }
 
@@ -82,13 +84,21 @@ def violation_summary(checker) -> dict:
             "examples": checker.violations()[:10]}
 
 
+#: The leg's phases as its trace names them.
+PHASE_NAMES = {WALKER_PHASE: "walker phase", OPERATION: "operation"}
+
+
 class Leg:
     """One strategy's leg as the parent sees it: ``run`` it, and if it is cut short (a signal,
     a failure) ``stub`` keeps what was known by then under ``partial``."""
 
-    def __init__(self, cfg, spec: str, progress: Progress):
-        self.cfg, self.spec, self.progress = cfg, spec, progress
+    def __init__(self, cfg, spec: str, progress: Progress, repeat: int = 1):
+        self.cfg, self.spec, self.progress, self.repeat = cfg, spec, progress, repeat
         self.emu = None
+        #: ``(name, start ns, end ns)`` of the leg's phases, for its trace; the trace
+        #: (``tracing.LegTrace``) once the machine is stopped, if the run is traced.
+        self.phases = []
+        self.trace = None
         self.phase = STARTING
         self.walker_side = None
         self.walks_before = None
@@ -99,26 +109,46 @@ class Leg:
         """A fresh machine, the walker phase, the operation under the strategy, its counts."""
         cfg, progress = self.cfg, self.progress
         self.emu = emu = Emulator(cfg, self.spec, on_cpu_started=progress.cpus_started)
-        with emu:
-            try:
-                if cfg.walker_time:
-                    self._enter(WALKER_PHASE)
-                    self.walker_side = measure_walkers(emu, cfg.walker_time)
-                self._enter(OPERATION)
-                self.walks_before = emu.machine.walker_counters()
-                self.op_started = time.monotonic()
-                emu.start_coordinator()
-                outcome = emu.wait_coordinator(progress.ops)
-                self._enter(STOPPING)
-            except BaseException:
-                self.cut_at = time.monotonic()
-                self.progress.stopping()  # the machine is stopped on the way out
-                raise
-            leg = leg_result(cfg, self.spec, outcome, violation_summary(emu.checker))
-            leg["walker_side"] = self.walker_side
-            return leg
+        try:
+            with emu:
+                try:
+                    if cfg.walker_time:
+                        self._enter(WALKER_PHASE)
+                        self.walker_side = measure_walkers(emu, cfg.walker_time)
+                    self._enter(OPERATION)
+                    self.walks_before = emu.machine.walker_counters()
+                    self.op_started = time.monotonic()
+                    emu.start_coordinator()
+                    outcome = emu.wait_coordinator(progress.ops)
+                    self._enter(STOPPING)
+                except BaseException:
+                    self.cut_at = time.monotonic()
+                    self._close_phase()
+                    self.progress.stopping()  # the machine is stopped on the way out
+                    raise
+                leg = leg_result(cfg, self.spec, outcome, violation_summary(emu.checker))
+                leg["walker_side"] = self.walker_side
+        finally:
+            if emu.machine.trace is not None:
+                # Every process has stopped: the records are final. A signal waits for the
+                # copy, so that a cut leg's trace, the one that shows why, is kept whole.
+                with deferred_signals():
+                    self.trace = LegTrace(emu, cfg, emu.strategy_name, self.repeat,
+                                          self.phases)
+        if self.trace is not None:
+            leg["trace"] = self.trace.info
+        return leg
+
+    def _close_phase(self) -> int:
+        now = time.perf_counter_ns()
+        if self.phases and self.phases[-1][2] is None:
+            self.phases[-1][2] = now
+        return now
 
     def _enter(self, phase: str) -> None:
+        now = self._close_phase()
+        if phase != STOPPING:
+            self.phases.append([PHASE_NAMES[phase], now, None])
         self.phase = phase
         {WALKER_PHASE: self.progress.walker_phase, OPERATION: self.progress.operation,
          STOPPING: self.progress.stopping}[phase]()
@@ -127,6 +157,8 @@ class Leg:
         """The leg's row, ``failed`` or ``interrupted``, with its ``partial`` figures."""
         leg = _leg_stub(self.spec, status, error)
         leg["partial"] = self.partial()
+        if self.trace is not None:
+            leg["trace"] = self.trace.info
         return leg
 
     def partial(self) -> dict:
@@ -175,7 +207,7 @@ def _combined_leg(spec: str, samples: list, asked: int) -> dict:
             "repeats_asked": asked, "samples": samples}
 
 
-def run(cfg, argv=None, progress=None) -> dict:
+def run(cfg, argv=None, progress=None, traces=None) -> dict:
     """Run every strategy of ``cfg`` ``cfg.repeat`` times, interleaved (ABCABC: round by
     round, each leg on a fresh machine); never raises for a failed leg or an interrupt.
 
@@ -184,7 +216,8 @@ def run(cfg, argv=None, progress=None) -> dict:
     finished repeat is an ``ok`` leg over the repeats that finished (``repeats`` of
     ``repeats_asked``); one with none is marked ``failed``, ``interrupted`` (keeping what was
     known of it under ``partial``) or ``not run``. ``progress`` (a ``Progress``) is told every
-    phase of every leg."""
+    phase of every leg. A traced run (``cfg.trace``) appends every leg's trace, a cut one's
+    too, to the list ``traces``, to be written with the run folder."""
     progress = progress or Progress()
     result = {
         **RESULT.header(), "lpw_mp_version": __version__,
@@ -201,7 +234,7 @@ def run(cfg, argv=None, progress=None) -> dict:
             for repeat in range(1, cfg.repeat + 1):
                 for spec in cfg.strategies:
                     index += 1
-                    current = Leg(cfg, spec, progress)
+                    leg = current = Leg(cfg, spec, progress, repeat)
                     progress.leg(index, strategy_class(spec).name)
                     try:
                         samples[spec].append(sample_of(current.run(), repeat))
@@ -220,6 +253,8 @@ def run(cfg, argv=None, progress=None) -> dict:
                         raise _Stop from None
                     finally:
                         progress.leg_done()
+                        if leg.trace is not None and traces is not None:
+                            traces.append(leg.trace)
     except _Stop:
         pass
     except Interrupted as exc:

@@ -74,12 +74,16 @@ def write_folder(runs_dir: str, prefix: str, write, folder_id=None) -> str:
         raise
 
 
-def write_run(result: dict, runs_dir: str, extra=None) -> str:
+def write_run(result: dict, runs_dir: str, extra=None, files=None) -> str:
     """Write ``report.md`` and ``result.json`` into a new ``runs_dir/<run-id>/`` (see
     ``write_folder``); ``result["run_id"]``, if set, is tried first, and is set to the id used.
-    ``extra`` maps more file names to functions rendering them from the result."""
+    ``extra`` maps more file names to functions rendering them from the result; ``files`` maps
+    file names to functions writing them at a path (a trace), which run first, so that what
+    they say of themselves in the result is in its files."""
     def write(stage, run_id):
         result["run_id"] = run_id
+        for name, write_to in (files or {}).items():
+            write_to(os.path.join(stage, name))
         write_file(os.path.join(stage, "result.json"), json.dumps(result, indent=2) + "\n")
         write_file(os.path.join(stage, "report.md"), format_markdown(result))
         for name, render in (extra or {}).items():

@@ -166,8 +166,11 @@ def intervals(leg: dict, base: dict = None) -> dict:
 
 # -- combining the samples into the leg the tables show -------------------------------------
 
-#: Keys a sample has that the combined leg does not: raw data, read from the samples.
-_RAW = ("repeat",)
+#: Keys a sample has that the combined leg does not: raw data, read from the samples, or
+#: gathered from them whole (``combine``).
+_RAW = ("repeat", "trace", "slowest_rounds")
+#: Slowest IPI rounds a leg lists, over all its samples.
+SLOWEST_LISTED = 5
 
 
 def combine(samples: list) -> dict:
@@ -183,6 +186,13 @@ def combine(samples: list) -> dict:
             by_kind[kind] = by_kind.get(kind, 0) + count
     out["violations"] = {"total": sum(v["total"] for v in found), "by_kind": by_kind,
                          "examples": [e for v in found for e in v["examples"]][:10]}
+    rounds = [{**r, "repeat": s["repeat"]} for s in samples for r in s.get("slowest_rounds")
+              or ()]
+    if any("slowest_rounds" in s for s in samples):
+        out["slowest_rounds"] = sorted(rounds, key=lambda r: -r["took_s"])[:SLOWEST_LISTED]
+    traces = [s["trace"] for s in samples if s.get("trace")]
+    if traces:
+        out["traces"] = traces
     return out
 
 

@@ -83,19 +83,28 @@ class TraceDocument:
             {"ph": "M", "pid": pid, "tid": tid, "name": "thread_sort_index",
              "args": {"sort_index": sort}}]
 
-    def slice(self, pid: int, tid: int, name: str, cat: str, start_ns: int, dur_ns: int,
-              args=None) -> None:
-        self._events.append({"ph": "X", "pid": pid, "tid": tid, "name": name, "cat": cat,
-                             "ts": us(start_ns - self.origin_ns), "dur": us(max(dur_ns, 0)),
-                             "args": args or {}})
+    def slice_event(self, pid: int, tid: int, name: str, cat: str, start_ns: int,
+                    dur_ns: int, args=None) -> dict:
+        """A slice as an event (``slice`` adds it; ``write`` takes more of them)."""
+        start = us(start_ns - self.origin_ns)
+        # The end rounded as the start is, so that a slice ends inside the one around it.
+        dur = round(us(start_ns + max(dur_ns, 0) - self.origin_ns) - start, 3)
+        return {"ph": "X", "pid": pid, "tid": tid, "name": name, "cat": cat, "ts": start,
+                "dur": dur, "args": args or {}}
 
-    def instant(self, pid: int, tid: int, name: str, cat: str, at_ns: int, args=None) -> None:
-        self._events.append({"ph": "i", "s": "t", "pid": pid, "tid": tid, "name": name,
-                             "cat": cat, "ts": us(at_ns - self.origin_ns), "args": args or {}})
+    def instant_event(self, pid: int, tid: int, name: str, cat: str, at_ns: int,
+                      args=None) -> dict:
+        return {"ph": "i", "s": "t", "pid": pid, "tid": tid, "name": name, "cat": cat,
+                "ts": us(at_ns - self.origin_ns), "args": args or {}}
 
-    @property
-    def events(self) -> int:
-        return len(self._events)
+    def slice(self, *args, **kwargs) -> None:
+        self._events.append(self.slice_event(*args, **kwargs))
+
+    def instant(self, *args, **kwargs) -> None:
+        self._events.append(self.instant_event(*args, **kwargs))
+
+    #: Events written by the last ``write`` (metadata aside).
+    events = 0
 
     def ordered(self) -> list:
         """The events, per track in time order; at one time an enclosing slice first."""
@@ -106,19 +115,24 @@ class TraceDocument:
         return {"traceEvents": self._meta + self.ordered(), "displayTimeUnit": "ns",
                 "otherData": self.other}
 
-    def write(self, path: str) -> None:
+    def write(self, path: str, more=()) -> None:
         """Write the trace to ``path``, one event a line (a large trace is never held as one
-        string), through a temporary file renamed into place."""
+        string), through a temporary file renamed into place. ``more``: further events, made
+        as they are written, on tracks of their own, in time order on each."""
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write('{"displayTimeUnit": "ns",\n"otherData": ')
                 f.write(json.dumps(self.other))
                 f.write(',\n"traceEvents": [\n')
-                first = True
-                for event in self._meta + self.ordered():
-                    f.write(("" if first else ",\n") + json.dumps(event, separators=(",", ":")))
-                    first = False
+                first, count = True, 0
+                for events in (self._meta, self.ordered(), more):
+                    for event in events:
+                        f.write(("" if first else ",\n")
+                                + json.dumps(event, separators=(",", ":")))
+                        first = False
+                        count += 1
+                self.events = count - len(self._meta)
                 f.write("\n]}\n")
                 f.flush()
                 os.fsync(f.fileno())
@@ -204,7 +218,8 @@ def validate(document) -> list:
                 problems.append(f"event {n} ({name}) on pid {track[0]} tid {track[1]}: ts "
                                 f"{ts} before the previous event's {last}")
             last = max(last, ts)
-            while open_ends and open_ends[-1] <= ts:
+            # Within 2 ns: times are microseconds to the nanosecond, summed in floating point.
+            while open_ends and open_ends[-1] <= ts + 2e-3:
                 open_ends.pop()
             if dur is None:
                 continue
