@@ -420,6 +420,58 @@ def _trailer(result: dict) -> list:
     return lines
 
 
+#: ``why`` of a round's last responder (``kernel.trace.WHY_NAMES``), as the reports say it.
+WHY_TEXT = {"irq-off": "inside an IRQ-off window", "not-running": "not running (descheduled "
+            "by the host)", "queue": "just last in the queue", None: "(--trace says why)"}
+
+
+def slowest_round_rows(result: dict) -> list:
+    """Per leg with IPI rounds, its slowest ones (``slowest_rounds``), slowest first."""
+    rows, repeated = [], result["config"].get("repeat", 1) > 1
+    for leg in result["legs"]:
+        for r in leg.get("slowest_rounds") or ():
+            row = {"strategy": leg["strategy"], "round": f"round {r['round']:,}",
+                   "took": format_duration(r["took_s"]),
+                   "into the operation": format_duration(r["at_s"]),
+                   "targets": f"{r['targets']:,}",
+                   "answered last": "-" if r["cpu"] is None else f"CPU {r['cpu']}",
+                   "why": WHY_TEXT.get(r["why"], r["why"])}
+            if repeated:
+                row["repeat"] = r.get("repeat")
+            rows.append(row)
+    return rows
+
+
+def slowest_round_lines(result: dict) -> list:
+    """One line per leg: its slowest IPI round, and who answered it last."""
+    lines = []
+    for leg in result["legs"]:
+        rounds = leg.get("slowest_rounds")
+        if rounds:
+            r = rounds[0]
+            who = (f"; CPU {r['cpu']} answered last" if r["cpu"] is not None else "") + \
+                (f", {WHY_TEXT[r['why']]}" if r["why"] in WHY_TEXT and r["why"] else "")
+            lines.append(f"slowest IPI round of {leg['strategy']}: round {r['round']:,}, "
+                         f"{format_duration(r['took_s'])}, "
+                         f"{format_duration(r['at_s'])} into the operation{who}")
+    return lines
+
+
+def trace_lines(result: dict) -> list:
+    """What each leg's trace holds, and what it lost to the size of its buffers."""
+    lines = []
+    for leg in result["legs"]:
+        for t in leg.get("traces") or ([leg["trace"]] if leg.get("trace") else []):
+            events = "" if t.get("events") is None else f"{t['events']:,} events, "
+            line = f"trace {t['file']}: {events}window {t['window']}"
+            if t["dropped"]:
+                line += (f"; {t['dropped']:,} records lost to full buffers on "
+                         f"{len(t['dropped_by_track'])} tracks (the oldest; raise "
+                         f"--trace-buffer to keep them)")
+            lines.append(line)
+    return lines
+
+
 def format_terminal(result: dict, width=None) -> str:
     """The report for a terminal of ``width`` columns (default: this terminal's; none when
     not printing to one): the full tables if they fit, else the compact ones, and the prose
@@ -444,6 +496,7 @@ def format_terminal(result: dict, width=None) -> str:
         parts += _wrapped([f"{UNRESOLVED}: the added median is within the histogram's "
                            f"resolution, not told apart from ipi's"], width)
     for heading, lines in (("? marks a figure not to be trusted:", notes),
+                           ("", slowest_round_lines(result) + trace_lines(result)),
                            ("", partial_lines(result) + _trailer(result))):
         if lines:
             parts += [""] + ([heading] if heading else []) + _wrapped(lines, width)
@@ -481,6 +534,17 @@ def format_markdown(result: dict) -> str:
     if found:
         parts += ["", f"## {OVERLAP_TITLE}", "", _render(OVERLAP, found, op, False, "pipe"), "",
                   OVERLAP_NOTE + "."]
+    slowest = slowest_round_rows(result)
+    if slowest:
+        parts += ["", "## Slowest IPI rounds", "",
+                  "The CPU that answered last is the one whose acknowledgement ended the "
+                  "round; why it came last is known when the run is traced (`--trace`): "
+                  "it was inside an IRQ-off window when the IPI was sent, not running "
+                  "(descheduled by the host), or just last in the queue (README, 'Traces').",
+                  "", tabulate(slowest, headers="keys", tablefmt="pipe")]
+    traced = trace_lines(result)
+    if traced:
+        parts += ["", "## Traces", ""] + [f"- {line}" for line in traced]
     if notes:
         parts += ["", "A figure marked `?` is not to be trusted:", ""]
         parts += [f"- {n}" for n in notes]

@@ -1,0 +1,275 @@
+"""Tracing (``run --trace``): the ring buffers, the trace files they become, their windows, and
+what a trace says of a deterministic race (a walker paused in its window during an IPI round)."""
+
+import json
+import os
+import pathlib
+import types
+
+import pytest
+
+from helpers import acquire, wait_for_phase, wait_until
+from lpw_mp.commands import cli
+from lpw_mp.harness.emulator import Emulator
+from lpw_mp.harness.tracing import LegTrace
+from lpw_mp.kernel import trace as tr
+from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
+from lpw_mp.kernel.cpu import SimulatedCPU
+from lpw_mp.kernel.hooks import WalkHook
+from lpw_mp.results import traces
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def slices(doc, pid, cat=None, name=None):
+    return [e for e in doc["traceEvents"] if e["ph"] == "X" and e["pid"] == pid
+            and (cat is None or e["cat"] == cat) and (name is None or e["name"] == name)]
+
+
+def names(doc):
+    return {name: pid for pid, name in traces.processes(doc).items()}
+
+
+# -- the ring buffer --------------------------------------------------------------------------
+
+def test_a_full_buffer_overwrites_its_oldest_records_and_counts_them():
+    """In overwrite mode (ftrace's default) a track given more records than it holds keeps
+    the newest, oldest first, and says how many it was given in all."""
+    buffers = tr.TraceBuffers(ncpus=2, cpu_records=4)
+    writer = buffers.writer(1)
+    for n in range(10):
+        writer.emit(tr.WALK, 1000 + n, 5, n)
+    raw, written = buffers.records(1)
+    assert written == 10
+    assert [r[3] for r in tr.iter_records(raw)] == [6, 7, 8, 9]
+    assert buffers.records(0) == (b"", 0)
+
+
+def test_a_buffer_that_keeps_the_first_records_drops_the_newest():
+    """For a trace of a leg's first seconds the buffer keeps its first records, counts the
+    others, and ignores any that begin after ``until``."""
+    buffers = tr.TraceBuffers(ncpus=1, cpu_records=3, overwrite=False)
+    buffers.until.value = 1005
+    writer = buffers.writer(0)
+    for n in range(10):
+        writer.emit(tr.WALK, 1000 + n, 1, n)
+    raw, written = buffers.records(0)
+    assert [r[3] for r in tr.iter_records(raw)] == [0, 1, 2]
+    assert written == 6  # the 6 that began by 1005; the 3 past the buffer are lost
+
+
+@pytest.mark.parametrize("window, slept, sent, handled, why", [
+    ((100, 500), (0, 0), 300, 520, tr.WHY_IRQ_OFF),             # sent inside the window
+    ((0, 50), (100, 1000), 400, 1010, tr.WHY_QUEUE),            # asleep, run at once on waking
+    ((0, 50), (100, 1000), 400, 1000 + tr.PREEMPTED_NS + 1, tr.WHY_NOT_RUNNING),
+    ((0, 50), (0, 60), 400, 450, tr.WHY_QUEUE),                 # awake, served promptly
+    ((0, 50), (0, 60), 400, 400 + tr.PREEMPTED_NS + 1, tr.WHY_NOT_RUNNING),
+])
+def test_a_cpu_says_why_it_answered_an_ipi_when_it_did(window, slept, sent, handled, why):
+    """The handler classifies its own delay: the IPI was sent inside its IRQ-off window; or
+    it lost the host's core past PREEMPTED_NS after the send (awake) or after its wake-up
+    (asleep); or it was merely served late."""
+    cpu = types.SimpleNamespace(_window=window, _slept=slept)
+    assert SimulatedCPU._why(cpu, handled, sent) == why
+
+
+# -- a deterministic race, traced ----------------------------------------------------------------
+
+def test_a_walker_paused_in_its_window_is_the_rounds_slowest_responder(cfg, ctx, tmp_path):
+    """A walker paused inside its IRQ-off window while the coordinator broadcasts holds the
+    round open: the trace shows its window as a slice that begins before the round and ends
+    after every other target has answered, its handler right after it, inside the round,
+    and the round (and the run's slowest-rounds list) names it as the CPU that answered last,
+    from inside an IRQ-off window. Processes are named in the trace as ps named them."""
+    c = cfg(cpus=3, memory=16 << 20, pte_fraction=0.0, trace=True)
+    hook = WalkHook(ctx, cpu=1, slot=2)
+    with Emulator(c, "ipi", hooks=[hook], ctx=ctx) as emu:
+        m = emu.machine
+        comms = {pid: pathlib.Path(f"/proc/{pid}/comm").read_text().strip()
+                 for pid, _ in emu.comms.values()}
+        acquire(hook.paused, what="walker to pause")
+        emu.start_coordinator(slots=[2])
+        wait_for_phase(emu, 2, PHASE_SERIALIZING)
+        wait_until(lambda: m.ipi_gen[0] == m.ack_gen[0] == 1 and m.ipi_gen[2] == m.ack_gen[2]
+                   == 1 and m.ipi_gen[1] == 1, what="CPUs 0 and 2 to answer")
+        comms[emu.coord.pid] = pathlib.Path(f"/proc/{emu.coord.pid}/comm").read_text().strip()
+        hook.resume.release()
+        out = emu.wait_coordinator()
+    slowest = out["stats"]["slowest_rounds"]
+    assert [(r["round"], r["cpu"], r["why"], r["targets"]) for r in slowest] == \
+        [(1, 1, "irq-off", 3)]
+    path = tmp_path / "trace.json"
+    LegTrace(emu, c, "ipi", 1, []).write(str(path))
+    doc = traces.load(str(path))
+    assert traces.validate(doc) == []
+    by_name = names(doc)
+    assert {pid: name for name, pid in by_name.items() if pid in comms} == comms
+    assert {"ipi:cpu0", "ipi:cpu1", "ipi:cpu2", "ipi:coord"} <= set(by_name)
+    (round_,) = slices(doc, by_name["ipi:coord"], "ipi", "smp_call_function_many")
+    assert round_["args"]["slowest_cpu"] == 1 and round_["args"]["why"] == "irq-off"
+    (window,) = [w for w in slices(doc, by_name["ipi:cpu1"], "walk") if w["args"]["slot"] == 2]
+    round_end, window_end = round_["ts"] + round_["dur"], window["ts"] + window["dur"]
+    assert window["ts"] < round_["ts"] < window_end <= round_end
+    for other in ("ipi:cpu0", "ipi:cpu2"):
+        (handler,) = slices(doc, by_name[other], "ipi")
+        assert handler["ts"] + handler["dur"] < window_end
+    (handler,) = slices(doc, by_name["ipi:cpu1"], "ipi")
+    assert window_end <= handler["ts"] <= round_end and handler["args"]["why"] == "irq-off"
+    (op,) = slices(doc, by_name["ipi:coord"], "op", "munmap")
+    assert op["ts"] <= round_["ts"] and round_end <= op["ts"] + op["dur"]
+    steps = [s["name"] for s in slices(doc, by_name["ipi:coord"], "step")]
+    assert steps == ["unlink", "zap_huge_pmd", "destroy"]
+
+
+# -- runs ---------------------------------------------------------------------------------------
+
+def run_cli(tmp_path, *args):
+    runs = tmp_path / "runs"
+    code = cli.main(["--cpus", "4", "--memory", "16M", "--walker-time", "0.2",
+                     "--runs-dir", str(runs), "-q", *args])
+    folders = sorted(runs.iterdir()) if runs.exists() else []
+    return code, folders
+
+
+def test_a_traced_run_writes_a_valid_trace_per_leg(tmp_path, capsys):
+    """``--trace`` writes trace-STRATEGY.json per leg beside result.json: each valid (slices
+    closed and nested, times in order per track, every track named once), with a track per
+    CPU named as ps names it, the coordinator's operations, their steps and IPI rounds, and
+    the parent's phases; the result says what each trace holds."""
+    code, (folder,) = run_cli(tmp_path, "--strategy", "ipi,none", "--trace",
+                              "--walk-rate", "200")
+    assert code == 0
+    result = json.loads((folder / "result.json").read_text())
+    for leg in result["legs"]:
+        (info,) = leg["traces"]
+        assert info["file"] == f"trace-{leg['strategy']}.json" and info["dropped"] == 0
+        doc = traces.load(str(folder / info["file"]))
+        assert info["events"] == sum(e["ph"] != "M" for e in doc["traceEvents"])
+        by_name = names(doc)
+        name = leg["strategy"]
+        assert {f"{name}:cpu{n}" for n in range(4)} | {f"{name}:coord"} <= set(by_name)
+        cats = {e["cat"] for e in doc["traceEvents"] if e["ph"] != "M"}
+        assert {"walk", "op", "step", "phase"} <= cats
+        phases = [e["name"] for e in doc["traceEvents"] if e.get("cat") == "phase"]
+        assert phases == ["walker phase", "operation"]
+    ipi = traces.load(str(folder / "trace-ipi.json"))
+    rounds = slices(ipi, names(ipi)["ipi:coord"], "ipi")
+    assert len(rounds) == result["legs"][0]["serialisations"]
+    assert all(r["args"]["targets"] == 4 and r["args"]["why"] in traces.WHY for r in rounds)
+
+
+def test_an_untraced_run_writes_no_trace_yet_names_its_slowest_rounds(tmp_path):
+    """Without ``--trace`` nothing of tracing is written, but the result and the report still
+    name the slowest IPI rounds and the CPU that answered each last (why needs a trace)."""
+    code, (folder,) = run_cli(tmp_path, "--strategy", "ipi")
+    assert code == 0
+    assert sorted(p.name for p in folder.iterdir()) == ["report.md", "result.json"]
+    (leg,) = json.loads((folder / "result.json").read_text())["legs"]
+    assert "traces" not in leg
+    rounds = leg["slowest_rounds"]
+    assert 1 <= len(rounds) <= 5
+    assert [r["took_s"] for r in rounds] == sorted((r["took_s"] for r in rounds), reverse=True)
+    assert all(0 <= r["cpu"] < 4 and r["why"] is None for r in rounds)
+    report = (folder / "report.md").read_text()
+    assert "Slowest IPI rounds" in report and f"round {rounds[0]['round']}" in report
+
+
+def test_a_small_buffer_loses_the_oldest_records_and_says_so(tmp_path):
+    """With a buffer of 64 records per CPU the trace keeps each track's newest records: the
+    result and the trace count what was lost per track, and no kept walk of a CPU is older
+    than one that was lost would be (the walker phase's, long before the operation)."""
+    code, (folder,) = run_cli(tmp_path, "--strategy", "ipi", "--trace", "--trace-buffer",
+                              "3K", "--walk-rate", "500")
+    assert code == 0
+    (leg,) = json.loads((folder / "result.json").read_text())["legs"]
+    (info,) = leg["traces"]
+    assert info["dropped"] > 0 and info["dropped"] == sum(info["dropped_by_track"].values())
+    assert all(name.startswith("ipi:") for name in info["dropped_by_track"])
+    doc = traces.load(str(folder / info["file"]))
+    assert doc["otherData"]["dropped"] == info["dropped"]
+    by_name = names(doc)
+    for cpu in range(4):
+        events = [e for e in doc["traceEvents"] if e["ph"] != "M"
+                  and e["pid"] == by_name[f"ipi:cpu{cpu}"]]
+        assert len(events) <= 64
+
+
+def test_a_trace_of_the_slowest_rounds_keeps_only_what_ran_around_them(tmp_path):
+    """``--trace-window slowest:2`` keeps the two slowest rounds and what overlaps them
+    (with a margin), and nothing of the walker phase."""
+    code, (folder,) = run_cli(tmp_path, "--strategy", "ipi", "--trace", "--trace-window",
+                              "slowest:2", "--walk-rate", "200")
+    assert code == 0
+    (leg,) = json.loads((folder / "result.json").read_text())["legs"]
+    doc = traces.load(str(folder / "trace-ipi.json"))
+    kept = {r["args"]["round"]: r for r in slices(doc, names(doc)["ipi:coord"], "ipi")}
+    slowest = [kept[r["round"]] for r in leg["slowest_rounds"][:2]]
+    spans = [(r["ts"] - max(r["dur"] / 4, 50) - 1, r["ts"] + r["dur"] * 1.25 + 51)
+             for r in slowest]
+    for e in doc["traceEvents"]:
+        if e["ph"] == "X" and e["cat"] != "phase":
+            assert any(e["ts"] <= hi and e["ts"] + e["dur"] >= lo for lo, hi in spans), e
+    assert "walker phase" not in {e["name"] for e in doc["traceEvents"]}
+
+
+def test_a_trace_of_the_last_seconds_keeps_nothing_older(tmp_path):
+    """``--trace-window last:50ms`` keeps only events that end in the last 50 ms of the
+    leg's records."""
+    code, (folder,) = run_cli(tmp_path, "--strategy", "ipi", "--trace", "--trace-window",
+                              "last:50ms", "--walk-rate", "200")
+    assert code == 0
+    doc = traces.load(str(folder / "trace-ipi.json"))
+    events = [e for e in doc["traceEvents"] if e["ph"] != "M"]
+    end = max(e["ts"] + e.get("dur", 0) for e in events)
+    assert events and all(e["ts"] + e.get("dur", 0) >= end - 50_000 - 1 for e in events)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--trace-window", "last:1s"], "only apply with --trace"),
+    (["--trace-buffer", "2M"], "only apply with --trace"),
+    (["--trace", "--trace-window", "middle"], "is not one of all, first:DURATION"),
+    (["--trace", "--trace-window", "slowest:0"], "is not one of"),
+    (["--trace", "--trace-window", "first:-1s"], "--trace-window first:-1s"),
+    (["--trace", "--trace-buffer", "1K"], "--trace-buffer 1K is out of range"),
+])
+def test_bad_trace_options_are_one_line_and_start_nothing(tmp_path, capsys, args, message):
+    """A bad trace option is refused in one line with status 2, before anything runs or is
+    written."""
+    code, folders = run_cli(tmp_path, *args)
+    err = capsys.readouterr().err
+    assert code == 2 and folders == []
+    assert err.count("\n") == 1 and err.startswith("lpw_mp: error:") and message in err
+
+
+def test_a_trace_is_refused_when_its_buffers_do_not_fit(monkeypatch):
+    """The preflight counts the trace buffers (and the parent's copies): a run that fits
+    without them but not with them is refused in one line that names --trace-buffer."""
+    from lpw_mp.harness import resources
+    from lpw_mp.harness.config import Config
+    cfg = Config(cpus=512, trace=True, trace_buffer=64 << 20).validate()
+    need = resources.memory_needed(cfg)
+    assert need - resources.trace_bytes(cfg) < 16 << 30 < need
+    found = resources.problems(cfg, resources.Host(memory_free=16 << 30))
+    assert len(found) == 1 and "lower --trace-buffer" in found[0]
+
+
+def test_the_validator_catches_broken_traces():
+    """``traces.validate`` reports a slice that ends outside the one it began in, times out
+    of order on a track, a track with events but no name, and two processes of one name."""
+    doc = traces.TraceDocument(0, source="run")
+    doc.process(1, "ipi:cpu0", 1)
+    doc.process(2, "ipi:cpu0", 2)
+    good = doc.document()
+    good["traceEvents"] += [
+        {"ph": "X", "pid": 1, "tid": 1, "name": "a", "cat": "walk", "ts": 0, "dur": 10},
+        {"ph": "X", "pid": 1, "tid": 1, "name": "b", "cat": "ipi", "ts": 5, "dur": 10},
+        {"ph": "X", "pid": 1, "tid": 1, "name": "c", "cat": "ipi", "ts": 2, "dur": 1},
+        {"ph": "i", "s": "t", "pid": 3, "tid": 3, "name": "d", "cat": "violation", "ts": 1}]
+    problems = "\n".join(traces.validate(good))
+    assert "after the slice it began in ends" in problems
+    assert "before the previous event" in problems
+    assert "pid 3 tid 3 has events but no process name" in problems
+    assert "both named 'ipi:cpu0'" in problems
+    with pytest.raises(traces.TraceError, match="not a trace"):
+        path = pathlib.Path(os.devnull)
+        traces.load(str(path))
