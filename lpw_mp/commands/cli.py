@@ -7,12 +7,12 @@ import difflib
 import sys
 
 from lpw_mp import __version__
-from lpw_mp.commands import check, compare, plot, reproduce, run, sweep
+from lpw_mp.commands import check, compare, plot, reproduce, run, sweep, timeline
 from lpw_mp.commands.shell import PROG, Parser, UsageError, invoked_as
 
 #: Subcommands, in the order --help lists them: name -> module with ``SUMMARY`` and ``main``.
-COMMANDS = {"run": run, "reproduce": reproduce, "sweep": sweep, "plot": plot, "compare": compare,
-            "check": check}
+COMMANDS = {"run": run, "reproduce": reproduce, "sweep": sweep, "plot": plot,
+            "timeline": timeline, "compare": compare, "check": check}
 #: What may come first without naming a command (the rest go to ``run``).
 TOP_LEVEL = ("-h", "--help", "--version")
 
