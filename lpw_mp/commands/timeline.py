@@ -104,10 +104,13 @@ def choose_window(trace, args):
     if spans:
         return timeline.span_window(trace, *(None if t is None else t * 1e6
                                              for t in (args.start, args.end)))
-    if margin is not None:
-        return (timeline.slowest_window(trace, margin) if timeline.rounds(trace)
-                else timeline.violation_window(trace, 1, margin))
-    return timeline.default_window(trace)
+    if margin is None:
+        return timeline.default_window(trace)
+    if timeline.rounds(trace):
+        return timeline.slowest_window(trace, margin)
+    if timeline.violations(trace):
+        return timeline.violation_window(trace, 1, margin)
+    raise UsageError("--margin widens a round or a violation; the trace has neither")
 
 
 def default_output(path: str, window) -> str:

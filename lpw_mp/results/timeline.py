@@ -208,8 +208,7 @@ def span_window(trace: Trace, start: float = None, end: float = None) -> Window:
                             f"({_short(start)})")
     if given == (None, None):
         return Window(start, end, "all", "the whole trace")
-    return Window(start, end, f"{_short(start)}-{_short(end)}",
-                  f"{format_duration(start / 1e6)} to {format_duration(end / 1e6)}")
+    return Window(start, end, f"{_short(start)}-{_short(end)}", "the window asked for")
 
 
 def default_window(trace: Trace) -> Window:
@@ -305,7 +304,7 @@ STYLES = {
     "step": ("#8c8c8c", 0.55, 2, "step"),
     "walk": ("C0", 0.6, 2, "IRQ-off window (walk)"),
     "rcu": ("C2", 0.4, 3, "RCU (grace-period wait)"),
-    "grace": ("C2", 0.6, 2, "grace period"),
+    "grace": ("#93cf93", 0.6, 2, "grace period"),
     "round": ("C4", 0.9, 3, "IPI round"),
     "ipi": ("C1", 0.9, 3, "IPI handled"),
 }
@@ -468,8 +467,7 @@ def draw_figure(trace: Trace, window: Window, rows: list, left_out: int = 0):
     for kind, verts in bars.items():
         colour, _, layer, _ = STYLES[kind]
         ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors="none",
-                                         alpha=0.6 if kind == "grace" else 1, zorder=layer,
-                                         gid=kind))
+                                         zorder=layer, gid=kind))
     if window.round is not None:
         a = (window.round["ts"] - window.start) / scale
         ax.axvspan(a, a + window.round["dur"] / scale, color="C4", alpha=0.12, zorder=0,
