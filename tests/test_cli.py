@@ -94,7 +94,7 @@ BAD = [
     (["--start-method", "forkserver"], "invalid choice"),
     (["--quiet", "--json"], "not allowed with"),
     (["--frobnicate"], "unrecognized arguments: --frobnicate"),
-    (["stray"], "unknown command 'stray' (choose from run, reproduce, sweep, plot, compare, check)"),
+    (["stray"], "unknown command 'stray' (choose from run, reproduce, sweep, plot, timeline, compare, check)"),
     (["--cpus", "4", "stray"], "unrecognized arguments: stray"),
     (["run", "stray"], "unrecognized arguments: stray"),
     (["--memory", "4T", "--pte-fraction", "1", "--thp-size", "64M"], "PTE page pool"),
@@ -298,7 +298,7 @@ def test_help_lists_every_command_with_its_summary(capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["bogus"], "unknown command 'bogus' (choose from run, reproduce, sweep, plot, compare, check)"),
+    (["bogus"], "unknown command 'bogus' (choose from run, reproduce, sweep, plot, timeline, compare, check)"),
     (["swep", "--vary", "cpus=2"], "unknown command 'swep'; did you mean 'sweep'?"),
     (["comapre"], "unknown command 'comapre'; did you mean 'compare'?"),
 ])
