@@ -16,7 +16,8 @@ forces them out, weak loads return an earlier value whenever they may, and a wea
 of what it read is satisfied as late as its barriers allow (``memory_model``).
 
 Every process logs its steps with the host's monotonic clock; a schedule that let a walker use
-freed memory becomes a counterexample: the two logs merged in time order.
+freed memory becomes a counterexample: the two logs merged in time order, each step with its
+time and the two processes with their pids, so that it can be written as a trace.
 """
 
 import multiprocessing
@@ -164,7 +165,17 @@ class Schedule:
     number: int
     label: str
     violations: list
+    #: ``[(who, text)]``: who is ``coordinator`` or ``CPU <n>`` (the walker).
     steps: list = field(default_factory=list)
+    #: When each of ``steps`` happened, host monotonic nanoseconds, in the same order.
+    stamps: list = field(default_factory=list)
+    #: When the coordinator began and ended the schedule (its ``--- schedule`` lines).
+    began_ns: int = 0
+    ended_ns: int = 0
+    #: The strategy's name, and the process of each ``who``: ``(pid, name as ps shows it)``,
+    #: read while the machine ran.
+    strategy: str = ""
+    processes: dict = field(default_factory=dict)
 
     def describe(self) -> str:
         head = (f"{PATH_TEXT[self.path]} of slot {self.slot} under {self.model}: CPU "
@@ -203,7 +214,10 @@ def check_schedules(cfg, strategy, model: str, points=None, paths=None, ctx=None
             _drive(emu, script, hooks, model, verdicts, failing)
             emu.wait_coordinator()
         for schedule in failing:
-            schedule.steps = read_steps(log_dir, schedule.number, schedule.cpu)
+            timed = read_timeline(log_dir, schedule.number, schedule.cpu)
+            schedule.began_ns, schedule.ended_ns, rows = timed
+            schedule.steps = [(who, text) for _, who, text in rows]
+            schedule.stamps = [t for t, _, _ in rows]
         return verdicts
     finally:
         shutil.rmtree(log_dir, ignore_errors=True)
@@ -244,9 +258,17 @@ def _drive(emu, script, hooks, model, verdicts, failing) -> None:
                 verdict.first = Schedule(path, model, cpu, slot, point, state[S_STEP],
                                          state[S_REP], state[S_NO],
                                          script.label.value.decode(),
-                                         checker.violations()[before:before + new])
+                                         checker.violations()[before:before + new],
+                                         strategy=emu.strategy_name,
+                                         processes=_processes(emu, cpu))
                 failing.append(verdict.first)
         script.resume.release()
+
+
+def _processes(emu, cpu: int) -> dict:
+    """The coordinator's and walker ``cpu``'s ``(pid, name)``, by the ``who`` of a step; read
+    now, while they run (a process is closed once the machine stops)."""
+    return {"coordinator": emu.comms["coord"], f"CPU {cpu}": emu.comms[f"cpu{cpu}"]}
 
 
 def _until_waiting_or_done(emu, script, w: int) -> bool:
@@ -294,6 +316,13 @@ def _wait(emu, acquire, bound: float, what: str, cpu: int = 1) -> None:
 def read_steps(log_dir: str, number: int, cpu: int) -> list:
     """``[(who, text)]``: schedule ``number``'s steps, the coordinator's and the walking CPU's
     merged in the order the host's monotonic clock saw them."""
+    return [(who, text) for _, who, text in read_timeline(log_dir, number, cpu)[2]]
+
+
+def read_timeline(log_dir: str, number: int, cpu: int) -> tuple:
+    """``(began_ns, ended_ns, [(t_ns, who, text)])``: when the coordinator began and ended
+    schedule ``number``, and its steps and the walking CPU's with their host monotonic clock
+    readings, merged in time order (``(0, 0, [])`` if the log has no such schedule)."""
     def lines(name):
         try:
             with open(os.path.join(log_dir, name)) as f:
@@ -306,18 +335,21 @@ def read_steps(log_dir: str, number: int, cpu: int) -> list:
     where = {text: i for i, (_, text) in enumerate(coord) if text.startswith("--- schedule ")}
     start = where.get(f"--- schedule {number}")
     if start is None:
-        return []
-    end = where.get(f"--- schedule {number} ends", len(coord))
+        return 0, 0, []
+    end = where.get(f"--- schedule {number} ends")
     # The walker may go on after the coordinator's end (it was let go then): its lines run
     # until the next schedule begins.
     following = where.get(f"--- schedule {number + 1}")
     t0 = coord[start][0]
     t1 = coord[following][0] if following is not None else float("inf")
-    merged = [(t, "coordinator", text) for t, text in coord[start + 1:end]]
+    steps = coord[start + 1:end if end is not None else len(coord)]
+    # A log cut short (the coordinator failed mid-schedule) ends at its last step.
+    t_end = coord[end][0] if end is not None else (steps[-1][0] if steps else t0)
+    merged = [(t, "coordinator", text) for t, text in steps]
     merged += [(t, f"CPU {cpu}", text) for t, text in lines(f"cpu{cpu}.log")
                if t0 <= t < t1]
     merged.sort(key=lambda row: row[0])
-    return [(who, text) for _, who, text in merged]
+    return t0, t_end, merged
 
 
 # -- stress ------------------------------------------------------------------------------------
