@@ -4,24 +4,28 @@ each; a verdict per path, and for a path that fails, a counterexample and exit s
 
     python -m lpw_mp check percpu
     python -m lpw_mp check examples/lance_yang.py:SyncMMv4 --memory-model tso
+    python -m lpw_mp check none --trace traces/   # each counterexample as a Perfetto trace
 
 Exit status: 0 when no schedule and no stress run let a walker use freed memory, 1 when one
 did, 2 for a bad command line (nothing is started)."""
 
 import json
+import os
 import sys
 
 from tabulate import tabulate
 
 from lpw_mp.commands.shell import (PROG, Parser, UsageError, invoked_as, parse_duration, parse_int,
                                    resolve_strategy, typed)
+from lpw_mp.harness.check_traces import write_counterexample_trace
 from lpw_mp.harness.checking import (PATH_TEXT, PATHS, STRESS, check_schedules, stress)
-from lpw_mp.harness.config import Config, ConfigError
+from lpw_mp.harness.config import Config, ConfigError, check_writable_dir
 from lpw_mp.harness.emulator import EmulatorError
 from lpw_mp.harness.resources import preflight
-from lpw_mp.harness.signals import Interrupted, interruptible
+from lpw_mp.harness.signals import Interrupted, deferred_signals, interruptible
 from lpw_mp.kernel.hooks import WALK_POINTS
 from lpw_mp.kernel.memory_model import MODELS
+from lpw_mp.results.traces import us
 
 SUMMARY = "prove or refute one strategy path by path, with a counterexample"
 
@@ -80,6 +84,10 @@ def build_parser() -> Parser:
     p.add_argument("--seed", type=typed(parse_int, "seed"), default=1)
     p.add_argument("--start-method", choices=("fork", "spawn"), default="fork")
     p.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    p.add_argument("--trace", metavar="DIR",
+                   help="write each counterexample as a trace (Chrome trace-event JSON, which "
+                        "Perfetto opens) into DIR, made if missing: "
+                        "<strategy>-<path>-<model>.json")
     return p
 
 
@@ -95,33 +103,56 @@ def main(argv) -> int:
         raise UsageError(f"--stress-ops {args.stress_ops} is out of range: 0 to 1000000")
     cls, spec = resolve_strategy(args.strategy)
     try:
+        if args.trace is not None:
+            check_writable_dir(args.trace, "--trace")
         schedule_cfg = _config(args, strategies=[spec], **SCHEDULE_CONFIG)
         stress_cfg = _config(args, strategies=[spec], **dict(
             STRESS, cpus=args.stress_cpus, mixed_ops=max(args.stress_ops, 1)))
         preflight(stress_cfg)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    try:
-        with interruptible():
-            report = run_check(cls, spec, args, schedule_cfg, stress_cfg)
-    except EmulatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
-    except Interrupted:
-        print(f"{PROG}: interrupted (check writes nothing)", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(format_report(report))
-    return 0 if report["safe"] else 1
+    # A signal that arrives once the schedules are over waits until the traces are written
+    # and the report printed: an interrupted check writes nothing, a finished one all.
+    with deferred_signals():
+        try:
+            with interruptible():
+                report, schedules = run_check(cls, spec, args, schedule_cfg, stress_cfg)
+        except EmulatorError as exc:
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        except Interrupted:
+            print(f"{PROG}: interrupted (check writes nothing)", file=sys.stderr)
+            return 130
+        if args.trace is not None:
+            write_traces(report, schedules, args.trace)
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(format_report(report))
+        return 0 if report["safe"] else 1
 
 
-def run_check(cls, spec, args, schedule_cfg, stress_cfg) -> dict:
-    """Every model's schedules and stress run; the report as a document."""
+def write_traces(report: dict, schedules: list, folder: str) -> None:
+    """Each counterexample's trace into ``folder``; its path in the counterexample's
+    ``trace``. One that cannot be written costs that file, not the report (one line on
+    stderr, ``trace`` stays null; check exits 1 anyway: it has a counterexample)."""
+    report["trace_dir"] = folder
+    for ce, schedule in zip(report["counterexamples"], schedules):
+        try:
+            ce["trace"] = write_counterexample_trace(schedule, folder)
+        except OSError as exc:
+            print(f"{PROG}: error: could not write the trace of the {ce['path']} "
+                  f"counterexample under {ce['model']} in {folder}: "
+                  f"{exc.strerror or exc}", file=sys.stderr)
+
+
+def run_check(cls, spec, args, schedule_cfg, stress_cfg) -> tuple:
+    """Every model's schedules and stress run: the report as a document, and the
+    ``checking.Schedule`` of each of its counterexamples, in the same order (a trace is
+    made from one)."""
     paths = {path: {} for path in args.paths}
     stresses = {}
-    counterexamples = []
+    counterexamples, schedules = [], []
     for model in args.models:
         verdicts = check_schedules(schedule_cfg, cls, model, paths=args.paths)
         for path, v in verdicts.items():
@@ -132,7 +163,8 @@ def run_check(cls, spec, args, schedule_cfg, stress_cfg) -> dict:
                     "walker_point": WALK_POINTS[v.first.point],
                     "coordinator_step": v.first.step + 1, "before": v.first.label,
                     "summary": v.first.describe(), "violations": v.first.violations,
-                    "steps": [{"who": who, "step": text} for who, text in v.first.steps]})
+                    "steps": _steps(v.first), "trace": None})
+                schedules.append(v.first)
         if args.stress_ops:
             s = stress(stress_cfg, cls, model, args.stress_ops)
             stresses[model] = {"ops": s.ops, "violations": s.violations,
@@ -141,7 +173,13 @@ def run_check(cls, spec, args, schedule_cfg, stress_cfg) -> dict:
     return {"strategy": cls.name, "spec": spec, "kernel": cls.kernel,
             "walker": cls.walker, "declared_safe": cls.safe, "builtin": spec == cls.name,
             "models": args.models, "paths": paths, "stress": stresses, "safe": safe,
-            "counterexamples": counterexamples}
+            "counterexamples": counterexamples, "trace_dir": None}, schedules
+
+
+def _steps(schedule) -> list:
+    """A counterexample's steps with their times, microseconds from the schedule's start."""
+    return [{"who": who, "step": text, "t_us": us(t - schedule.began_ns)}
+            for (who, text), t in zip(schedule.steps, schedule.stamps)]
 
 
 def format_report(report: dict) -> str:
@@ -156,9 +194,8 @@ def format_report(report: dict) -> str:
              f"discipline {report['walker']}",
              "", tabulate(rows, headers=["path", *models], tablefmt="simple"), ""]
     lines.append(_verdict(report))
-    for ce in report["counterexamples"][:1] + [c for c in report["counterexamples"][1:]
-                                               if c["path"] != report["counterexamples"][0]
-                                               ["path"]][:2]:
+    shown = _shown(report["counterexamples"])
+    for ce in shown:
         lines += ["", f"Counterexample ({ce['path']}, {ce['model']}, schedule "
                       f"{ce['schedule']}): {ce['summary']}",
                   "  the steps, in the order they happened:"]
@@ -168,10 +205,36 @@ def format_report(report: dict) -> str:
             lines.append(f"  violation: {v['kind']} by CPU {v['cpu']} on slot {v['slot']} "
                          f"(generation {v['generation_taken']} taken, "
                          f"{v['generation_seen']} when used)")
+        if ce["trace"]:
+            lines.append(f"  trace: {ce['trace']}")
+    lines += _traces_line(report, shown)
     lines.append("")
     lines.append("A testing aid, not a proof: it runs the schedules above on this emulator's "
                  "models; for a proof, herd7 with the Linux-kernel memory model.")
     return "\n".join(lines)
+
+
+def _shown(counterexamples: list) -> list:
+    """The counterexamples the text report prints: the first, and the first of up to two
+    other paths."""
+    first = counterexamples[:1]
+    others = [c for c in counterexamples[1:] if c["path"] != first[0]["path"]]
+    return first + others[:2]
+
+
+def _traces_line(report: dict, shown: list) -> list:
+    """With ``--trace``: that none was written (no counterexample), or where the traces of
+    the counterexamples not printed are."""
+    if report["trace_dir"] is None:
+        return []
+    if not report["counterexamples"]:
+        return ["", "no counterexample, no trace written"]
+    more = [c for c in report["counterexamples"] if c not in shown and c["trace"]]
+    if more:
+        return ["", f"{len(more)} more trace(s), one per counterexample not shown above, in "
+                    f"{report['trace_dir']}: "
+                    f"{', '.join(os.path.basename(c['trace']) for c in more)}"]
+    return []
 
 
 def _cell(v: dict) -> str:
