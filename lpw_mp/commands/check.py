@@ -177,9 +177,14 @@ def run_check(cls, spec, args, schedule_cfg, stress_cfg) -> tuple:
 
 
 def _steps(schedule) -> list:
-    """A counterexample's steps with their times, microseconds from the schedule's start."""
-    return [{"who": who, "step": text, "t_us": us(t - schedule.began_ns)}
-            for (who, text), t in zip(schedule.steps, schedule.stamps)]
+    """A counterexample's steps with their times, microseconds from the schedule's start
+    (null for a step without one: every step is kept)."""
+    stamps = schedule.stamps
+
+    def t_us(i):
+        return us(stamps[i] - schedule.began_ns) if i < len(stamps) else None
+    return [{"who": who, "step": text, "t_us": t_us(i)}
+            for i, (who, text) in enumerate(schedule.steps)]
 
 
 def format_report(report: dict) -> str:
