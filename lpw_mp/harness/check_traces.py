@@ -10,7 +10,6 @@ Times are the host monotonic clock readings each process logged, from the schedu
 import os
 import re
 
-from lpw_mp.harness.child import comm_of
 from lpw_mp.kernel.hooks import WALK_POINTS
 from lpw_mp.results.traces import TraceDocument, us
 
@@ -45,12 +44,9 @@ def counterexample_trace(schedule) -> TraceDocument:
 
 
 def process_names(schedule) -> dict:
-    """``{who: name}``: each process's name as ``ps`` showed it (its first 15 bytes); the full
-    names instead if that cut made the two alike (``mutant-sync-mm-`` twice, from a long
-    strategy name), since a trace must tell its processes apart."""
-    full = {who: name for who, (_, name) in schedule.processes.items()}
-    shown = {who: comm_of(name) for who, name in full.items()}
-    return shown if len(set(shown.values())) == len(shown) else full
+    """``{who: name}``: each process's name as ``ps`` showed it (``emulator.comm_of``: 15
+    bytes at most, the role kept whole, so the two never share one)."""
+    return {who: name for who, (_, name) in schedule.processes.items()}
 
 
 def trace_file_name(schedule) -> str:
