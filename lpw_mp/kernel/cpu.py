@@ -13,7 +13,7 @@ from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel import trace as tr
 from lpw_mp.kernel.hooks import (AFTER_END, AFTER_PMD_READ, BEFORE_PMD_READ, FREEZE_ACK_COUNTED,
-                                 FREEZE_ACK_TAKEN, FREEZE_IDLE, FREEZE_START, HOLDING,
+                                 FREEZE_ACK_TAKEN, FREEZE_IDLE, FREEZE_START, FREEZE_WALK_DUE, HOLDING,
                                  FreezeHook, ScriptedWalker, WalkHook, freeze_point)
 from lpw_mp.kernel.machine import (ABORT_POLL, DOING_ACK, DOING_IDLE, DOING_RUN, HIST_BUCKETS,
                                    HIST_STEPS, NSTATS, SLOT_STRIDE, ST_BEGIN_END_NS, ST_HELD,
@@ -240,7 +240,9 @@ class SimulatedCPU:
         """One walk before the CPU counts as started, its figures discarded: the first pass
         takes the copy-on-write faults of a freshly forked process, which would otherwise be
         charged to the strategy under test. No updater runs yet, so it cannot race."""
+        trace, self.trace = self.trace, None  # before the run: not part of its trace
         self.walk(0, 0)
+        self.trace = trace
         row = self.stat_base
         self.m.stats[row:row + NSTATS] = [0] * NSTATS
         for hist in (self.cost_hist, self.window_hist):
@@ -346,6 +348,8 @@ class SimulatedCPU:
                 script.walked.release()
                 continue
             if saturate.value:
+                if ipi_gen[cpu] != ack_gen[cpu]:
+                    continue  # as below
                 if trims and active:
                     cpumask[cpu], lazy = 1, False
                 self.walk(rng.randrange(npmds), rng.randrange(nsub))
@@ -363,6 +367,12 @@ class SimulatedCPU:
                 if freeze:
                     freeze_point(freeze, FREEZE_IDLE)
                 sleep(seq, next_walk)
+                continue
+            if freeze:
+                freeze_point(freeze, FREEZE_WALK_DUE)
+            if ipi_gen[cpu] != ack_gen[cpu]:
+                # IRQs are on until the walk disables them: an IPI sent since the loop looked
+                # (the host may have descheduled this CPU meanwhile) is taken first.
                 continue
             stats[late_index] += int((monotonic() - next_walk) * 1e9)
             if trims and active:  # switch_mm back to this mm: in the mask again

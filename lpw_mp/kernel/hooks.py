@@ -14,9 +14,10 @@ from lpw_mp.kernel.memory_model import note
 #: took its part of the IPI acknowledgements owed, before it woke the sender if it was the
 #: last; after that, before it wrote ``ack_gen``; holding rcu's quiescent-state lock; after it
 #: reported a quiescent state but before it marked the report posted; idle, having read its
-#: doorbell, about to sleep on it.
+#: doorbell, about to sleep on it; a walk due, IRQs still enabled, before it looks for an IPI
+#: one last time.
 (FREEZE_START, FREEZE_ACK_TAKEN, FREEZE_ACK_COUNTED, FREEZE_QS_LOCKED,
- FREEZE_QS_REPORTED, FREEZE_IDLE) = range(1, 7)
+ FREEZE_QS_REPORTED, FREEZE_IDLE, FREEZE_WALK_DUE) = range(1, 8)
 
 
 class FreezeHook:
