@@ -4,7 +4,6 @@ what a trace says of a deterministic race (a walker paused in its window during 
 import json
 import os
 import pathlib
-import types
 
 import pytest
 
@@ -14,7 +13,6 @@ from lpw_mp.harness.emulator import Emulator
 from lpw_mp.harness.tracing import LegTrace
 from lpw_mp.kernel import trace as tr
 from lpw_mp.kernel.coordinator import PHASE_SERIALIZING
-from lpw_mp.kernel.cpu import SimulatedCPU
 from lpw_mp.kernel.hooks import WalkHook
 from lpw_mp.results import traces
 
@@ -58,19 +56,17 @@ def test_a_buffer_that_keeps_the_first_records_drops_the_newest():
     assert written == 6  # the 6 that began by 1005; the 3 past the buffer are lost
 
 
-@pytest.mark.parametrize("window, slept, sent, handled, why", [
-    ((100, 500), (0, 0), 300, 520, tr.WHY_IRQ_OFF),             # sent inside the window
-    ((0, 50), (100, 1000), 400, 1010, tr.WHY_QUEUE),            # asleep, run at once on waking
-    ((0, 50), (100, 1000), 400, 1000 + tr.PREEMPTED_NS + 1, tr.WHY_NOT_RUNNING),
-    ((0, 50), (0, 60), 400, 450, tr.WHY_QUEUE),                 # awake, served promptly
-    ((0, 50), (0, 60), 400, 400 + tr.PREEMPTED_NS + 1, tr.WHY_NOT_RUNNING),
+@pytest.mark.parametrize("in_window, last, before, why", [
+    (True, 10_000_000, 0, tr.WHY_IRQ_OFF),          # sent inside its window: that first
+    (False, 1_000 + tr.PREEMPTED_NS + 1, 1_000, tr.WHY_NOT_RUNNING),
+    (False, 1_000 + tr.PREEMPTED_NS, 1_000, tr.WHY_QUEUE),
+    (False, 5_000, 4_990, tr.WHY_QUEUE),
 ])
-def test_a_cpu_says_why_it_answered_an_ipi_when_it_did(window, slept, sent, handled, why):
-    """The handler classifies its own delay: the IPI was sent inside its IRQ-off window; or
-    it lost the host's core past PREEMPTED_NS after the send (awake) or after its wake-up
-    (asleep); or it was merely served late."""
-    cpu = types.SimpleNamespace(_window=window, _slept=slept)
-    assert SimulatedCPU._why(cpu, handled, sent) == why
+def test_why_the_last_answer_of_a_round_came_last(in_window, last, before, why):
+    """The round's last answer is blamed on an IRQ-off window if the round was sent during
+    one; else on the host if it came more than PREEMPTED_NS after the answer before it (the
+    others were done, the host did not run it); else it was just the last in the queue."""
+    assert tr.round_why(in_window, last, before) == why
 
 
 # -- a deterministic race, traced ----------------------------------------------------------------
@@ -114,7 +110,7 @@ def test_a_walker_paused_in_its_window_is_the_rounds_slowest_responder(cfg, ctx,
         (handler,) = slices(doc, by_name[other], "ipi")
         assert handler["ts"] + handler["dur"] < window_end
     (handler,) = slices(doc, by_name["ipi:cpu1"], "ipi")
-    assert window_end <= handler["ts"] <= round_end and handler["args"]["why"] == "irq-off"
+    assert window_end <= handler["ts"] <= round_end and handler["args"]["sent_in_window"]
     (op,) = slices(doc, by_name["ipi:coord"], "op", "munmap")
     assert op["ts"] <= round_["ts"] and round_end <= op["ts"] + op["dur"]
     steps = [s["name"] for s in slices(doc, by_name["ipi:coord"], "step")]

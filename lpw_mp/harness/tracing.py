@@ -142,7 +142,7 @@ class LegTrace:
                 "retried": bool(b & tr.F_RETRIED)})
         if kind == tr.IPI:
             return doc.slice_event(pid, tid, "ipi_handler", "ipi", start, dur, {
-                "round": a, "why": tr.WHY_NAMES.get(b), "delay_us": us(c)})
+                "round": a, "sent_in_window": bool(b), "delay_us": us(c)})
         if kind == tr.IDLE:
             return doc.slice_event(pid, tid, "idle", "idle", start, dur)
         if kind == tr.VIOLATION:

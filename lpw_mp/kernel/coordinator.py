@@ -12,7 +12,7 @@ from multiprocessing.sharedctypes import RawArray
 
 from lpw_mp.kernel import pagetable as ptm
 from lpw_mp.kernel import trace as tr
-from lpw_mp.kernel.machine import NSTATS, ST_WALKS, Aborted, WaitTimeout
+from lpw_mp.kernel.machine import NSTATS, SLOT_STRIDE, ST_WALKS, Aborted, WaitTimeout
 from lpw_mp.kernel.memory_model import current, fence, quiet, step
 from lpw_mp.kernel.mmu_gather import MMUGather
 from lpw_mp.kernel.strategies.base import updater_hook
@@ -141,8 +141,9 @@ class Updater:
             self.stats.walks_in_rounds += self.walks_started() - before
         self.stats.serialisations += 1
         self.stats.ipis_sent += len(cpus)
-        last, why = m.last_acker.value, m.last_why.value if self.trace is not None else 0
+        last, why = m.last_acker.value, tr.WHY_UNKNOWN
         if self.trace is not None:
+            why = self._round_why(cpus, last)
             self.trace.emit(tr.ROUND, start, end - start, m.round_no.value, len(cpus),
                             (last + 1) << 8 | why)
         record = (took, m.round_no.value, start, len(cpus), last, why)
@@ -157,6 +158,17 @@ class Updater:
         25 us at 128."""
         m = self.m
         return sum(m.stats[ST_WALKS::NSTATS]) + sum(m.irq_off)
+
+    def _round_why(self, cpus, last: int) -> int:
+        """Why CPU ``last`` answered the round to ``cpus`` just ended last (traced runs):
+        ``trace.round_why`` of its window and of the answer before its."""
+        m = self.m
+        if last < 0:
+            return tr.WHY_UNKNOWN
+        acks = m.ack_ns
+        before = max((acks[c * SLOT_STRIDE] for c in cpus if c != last),
+                     default=m.round_sent.value)
+        return tr.round_why(bool(m.last_in_window.value), acks[last * SLOT_STRIDE], before)
 
     def serialise(self, step, *args, checks_walkers: bool = True) -> None:
         """Run one serialising step of the strategy, ``step(self, *args)``, and count it as

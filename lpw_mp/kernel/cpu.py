@@ -77,9 +77,8 @@ class SimulatedCPU:
         #: This CPU's trace writer (``--trace``), else None: the traced paths test only this.
         self.trace = machine.trace.writer(cpu) if machine.trace is not None else None
         self._walker_code = tr.WALKER_CODES.index(self.walker)
-        # Traced: the last IRQ-off window, and the last sleep on the doorbell (host ns), from
-        # which an IPI's handler tells why it ran when it did (``_why``).
-        self._window = self._slept = (0, 0)
+        # Traced: the last IRQ-off window (host ns), which an IPI sent during it waited for.
+        self._window = (0, 0)
 
     # -- the walk -----------------------------------------------------------------------------
 
@@ -272,8 +271,8 @@ class SimulatedCPU:
         last_acker = m.last_acker
         trace = self.trace
         if trace is not None:
-            clock, last_why = time.perf_counter_ns, m.last_why
-            sleep = self._stamped(sleep)
+            clock, last_in_window, ack_ns = time.perf_counter_ns, m.last_in_window, m.ack_ns
+            round_no_now, round_sent, ack_index = m.round_no, m.round_sent, self.qs
             idle_since = 0
         self.warm_up()
         if freeze:
@@ -298,8 +297,10 @@ class SimulatedCPU:
                 # IRQs are enabled here and only here: run do_nothing() and acknowledge.
                 if trace is not None:
                     # Read before the acknowledgement, after which the next round may begin.
-                    handled, round_no, sent = clock(), m.round_no.value, m.round_sent.value
-                    why = self._why(handled, sent)
+                    handled, round_no, sent = clock(), round_no_now.value, round_sent.value
+                    began, ended = self._window
+                    in_window = int(began <= sent <= ended)
+                    ack_ns[ack_index] = handled  # before the count: the sender reads it after
                 full_barrier()  # flush_smp_call_function_queue: the csd list is fully ordered
                 if trims and lazy:
                     cpumask[cpu] = 0
@@ -311,7 +312,7 @@ class SimulatedCPU:
                 if last:
                     last_acker.value = cpu  # the sender reads it once woken
                     if trace is not None:
-                        last_why.value = why
+                        last_in_window.value = in_window
                     acks_done_release()
                 if freeze:
                     freeze_point(freeze, FREEZE_ACK_COUNTED)
@@ -319,7 +320,7 @@ class SimulatedCPU:
                 ack_gen[cpu] = gen
                 doing[cpu] = DOING_IDLE if idle else DOING_RUN
                 if trace is not None:
-                    trace.emit(tr.IPI, handled, clock() - handled, round_no, why,
+                    trace.emit(tr.IPI, handled, clock() - handled, round_no, in_window,
                                handled - sent)
             if stop.value:
                 if trace is not None and idle:  # the idle period ends with the run
@@ -383,28 +384,6 @@ class SimulatedCPU:
             # can run at the rate asked, catching up kept every CPU runnable, and each IPI
             # round then waited for a pass of the host's scheduler over all of them.
             next_walk = max(next_walk, monotonic()) + rng.expovariate(rate)
-
-    def _stamped(self, sleep):
-        """``sleep`` that keeps when it began and ended, for ``_why`` (traced runs only)."""
-        clock = time.perf_counter_ns
-
-        def stamped(seq, until):
-            began = clock()
-            sleep(seq, until)
-            self._slept = (began, clock())
-        return stamped
-
-    def _why(self, handled: int, sent: int) -> int:
-        """Why this CPU runs the handler of the IPI sent at ``sent`` only at ``handled``
-        (host ns; ``trace.WHY_*``): it was inside an IRQ-off window then; or, asleep then and
-        woken by the IPI, or awake then, it lost the host's core for longer than its own loop
-        takes (``PREEMPTED_NS``) on the way; else it was only served late among the targets."""
-        began, ended = self._window
-        if began <= sent <= ended:
-            return tr.WHY_IRQ_OFF
-        slept, woke = self._slept
-        since = woke if slept <= sent <= woke else sent
-        return tr.WHY_NOT_RUNNING if handled - since > tr.PREEMPTED_NS else tr.WHY_QUEUE
 
     def _wait_started(self, doorbell, sleep) -> bool:
         """The start barrier: block until the parent has every CPU up (``Machine.start``);

@@ -208,9 +208,12 @@ class Machine:
         self.round_no = RawValue("q", 0)
         self.round_sent = RawValue("q", 0)
         #: The CPU whose acknowledgement ended the last round (the one that woke the sender),
-        #: and, traced, why it came last (``trace.WHY_*``).
+        #: and, traced, 1 if the round was sent during its IRQ-off window.
         self.last_acker = RawValue("q", -1)
-        self.last_why = RawValue("q", 0)
+        self.last_in_window = RawValue("q", 0)
+        #: Traced: when each CPU last acknowledged an IPI (``perf_counter_ns``), which tells
+        #: how long after the others the last one answered.
+        self.ack_ns = RawArray("q", ncpus * SLOT_STRIDE)
         #: ``trace.TraceBuffers`` when the run is traced (``--trace``), else None.
         self.trace = None
         self._all_cpus = list(range(ncpus))

@@ -25,7 +25,8 @@ COORDINATOR_SHARE = 4
 
 # Record kinds, and what a, b, c hold.
 #: On a CPU's track. WALK: an IRQ-off window: slot, flags (F_HELD, F_RETRIED), walker code
-#: (``WALKER_CODES``). IPI: the handler: round, why (``WHY_*``), ns from send to handler.
+#: (``WALKER_CODES``). IPI: the handler: round, 1 if the IPI was sent during the CPU's last
+#: IRQ-off window (it is taken at the window's end), ns from the send to the handler.
 #: IDLE: an idle period. VIOLATION (an instant): slot, kind (checker's), taken << 32 | seen.
 WALK, IPI, IDLE, VIOLATION = 1, 2, 3, 4
 #: On the coordinator's. OP: an operation: slot, op (``OP_CODES``). STEP: a step of it:
@@ -43,15 +44,25 @@ OP_CODES = {"munmap": 1, "split": 2, "collapse": 3, "fault": 4}
 HOOKS = ("", "zap_huge_pmd", "tlb_remove_table", "pmdp_invalidate", "pmdp_collapse_flush")
 WALKER_CODES = ("hold", "read-once", "recheck")
 
-#: Why a CPU answered an IPI when it did (``results.traces.WHY``): inside an IRQ-off window
-#: when the IPI was sent; not running (its process waited for the host past ``PREEMPTED_NS``);
-#: or run promptly and just last of the round's targets. WHY_UNKNOWN: not traced.
+#: Why the CPU that answered a round last came last (``round_why``; ``results.traces.WHY``).
+#: WHY_UNKNOWN: not traced.
 WHY_UNKNOWN, WHY_IRQ_OFF, WHY_NOT_RUNNING, WHY_QUEUE = 0, 1, 2, 3
 WHY_NAMES = {WHY_IRQ_OFF: "irq-off", WHY_NOT_RUNNING: "not-running", WHY_QUEUE: "queue"}
-#: A CPU that was running when an IPI was sent (or had just been woken by it) and takes
-#: longer than this to run its handler was descheduled by the host meanwhile: its own loop
-#: takes some tens of microseconds.
+#: A last answer that comes this long after the one before it, IRQs on, is the host's doing:
+#: every other target was done, so the cores were free of the round, yet this CPU's process
+#: did not run (a pass of the loop takes some tens of microseconds).
 PREEMPTED_NS = 200_000
+
+
+def round_why(in_window: bool, last_ns: int, before_ns: int) -> int:
+    """Why the last answer of a round came when it did (``WHY_*``): its CPU was inside an
+    IRQ-off window when the round was sent (``in_window``), and answered at the window's end;
+    else it answered (at ``last_ns``) more than ``PREEMPTED_NS`` after the answer before it
+    (``before_ns``; the send, for a round of one target): the host was not running it; else
+    the answers came one after another and it was merely the last."""
+    if in_window:
+        return WHY_IRQ_OFF
+    return WHY_NOT_RUNNING if last_ns - before_ns > PREEMPTED_NS else WHY_QUEUE
 
 #: ``TraceBuffers.until``'s value when the trace keeps every record it can.
 FOREVER = (1 << 63) - 1

@@ -36,10 +36,10 @@ RCU_TID_BASE = 1 << 22
 #: of freed memory (an instant on the walker's track); ``phase`` a part of a leg (the parent).
 CATEGORIES = ("walk", "ipi", "idle", "op", "step", "rcu", "violation", "phase")
 
-#: Why a CPU answered an IPI round when it did (``why`` in the args of its ``ipi`` slice and of
-#: the round): it was inside an IRQ-off window when the IPI was sent, and answered at its end;
-#: its process was not running (descheduled by the host) though runnable; or it was asleep
-#: (idle) or running, was run promptly, and was simply served last of the round's targets.
+#: Why the CPU that answered an IPI round last came last (``why`` in the round's args;
+#: ``kernel.trace.round_why``): it was inside an IRQ-off window when the round was sent, and
+#: answered at the window's end; it answered long after every other target, IRQs on, so the
+#: host was not running it; or the answers came one after another and it was merely last.
 WHY = {"irq-off": "inside an IRQ-off window", "not-running": "not running (descheduled by "
        "the host)", "queue": "just last in the queue"}
 
