@@ -309,7 +309,8 @@ def test_a_round_is_drawn_with_its_band_and_last_responder(run):
 
 def test_a_violation_is_a_red_marker_on_the_walkers_row(tmp_path):
     """A counterexample: the violation is a red marker on CPU 1's row (row 1, under the
-    coordinator), whose label is red; the coordinator's steps are bars."""
+    coordinator), whose label is red; the coordinator's steps are bars, the destructive one
+    (destroy) in a colour of its own."""
     check = indexed(check_trace(), tmp_path, "counterexample.json")
     w = timeline.default_window(check)
     fig = timeline.draw_figure(check, w, [1])
@@ -318,7 +319,9 @@ def test_a_violation_is_a_red_marker_on_the_walkers_row(tmp_path):
     assert list(marker.get_xdata()) == pytest.approx([40])
     assert fig.axes[0].get_yticklabels()[1].get_color() == "C3"
     (steps,) = by_gid(fig, "step")
-    assert len(steps.get_paths()) == 3
+    assert len(steps.get_paths()) == 2
+    (destroy,) = by_gid(fig, "destroy")
+    assert [p.vertices[:, 0].min() for p in destroy.get_paths()] == pytest.approx([30 - 5])
 
 
 def test_the_figure_grows_with_rows_up_to_a_cap(tmp_path):

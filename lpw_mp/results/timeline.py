@@ -302,6 +302,7 @@ STYLES = {
     "idle": ("#d9d9d9", 0.8, 1, "idle"),
     "op": ("#c6c6c6", 0.85, 1, "operation"),
     "step": ("#8c8c8c", 0.55, 2, "step"),
+    "destroy": ("#a50f15", 0.55, 2, "destructive step (a free)"),
     "walk": ("C0", 0.6, 2, "IRQ-off window (walk)"),
     "rcu": ("C2", 0.4, 3, "RCU (grace-period wait)"),
     "grace": ("#93cf93", 0.6, 2, "grace period"),
@@ -331,6 +332,9 @@ def _kind(event: dict, row: str) -> str:
         return "grace"
     if row == "coord" and cat == "ipi":
         return "round"
+    if cat == "step" and (event["name"] == "destroy"
+                          or "(destructive)" in event["args"].get("step", "")):
+        return "destroy"
     return cat if cat in STYLES else "step"
 
 
@@ -466,8 +470,10 @@ def draw_figure(trace: Trace, window: Window, rows: list, left_out: int = 0):
     bars = _bars(row_list, window, scale)
     for kind, verts in bars.items():
         colour, _, layer, _ = STYLES[kind]
-        ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors="none",
-                                         zorder=layer, gid=kind))
+        # Steps follow one another: a white edge tells them apart.
+        edge = "white" if kind in ("step", "destroy") else "none"
+        ax.add_collection(PolyCollection(verts, facecolors=colour, edgecolors=edge,
+                                         linewidths=0.5, zorder=layer, gid=kind))
     if window.round is not None:
         a = (window.round["ts"] - window.start) / scale
         ax.axvspan(a, a + window.round["dur"] / scale, color="C4", alpha=0.12, zorder=0,
