@@ -320,6 +320,7 @@ def test_a_violation_is_a_red_marker_on_the_walkers_row(tmp_path):
     assert fig.axes[0].get_yticklabels()[1].get_color() == "C3"
     (steps,) = by_gid(fig, "step")
     assert len(steps.get_paths()) == 2
+    assert by_gid(fig, "slot_op") == []  # the coordinator's steps are not operations
     (destroy,) = by_gid(fig, "destroy")
     assert [p.vertices[:, 0].min() for p in destroy.get_paths()] == pytest.approx([30 - 5])
 
@@ -503,3 +504,19 @@ def test_without_matplotlib_timeline_names_the_extra(tmp_path, monkeypatch, caps
                    "timeline needs matplotlib, which is not installed: pip install "
                    "'lpw_mp[plot]'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trace-ipi.json"]
+
+
+def test_around_a_violation_the_operations_on_its_slot_are_named(tmp_path):
+    """Drawing a violation, the coordinator's operations on the violation's slot (what freed
+    what the walker held) are outlined in red and named; those on other slots are not."""
+    b = Builder(cpus=2, strategy="none")
+    b.on(1, "walk", "walk", 100, 300, slot=3, walker="hold", held=True)
+    b.violation(1, 250, slot=3)
+    b.on(None, "munmap", "op", 150, 200, slot=3)
+    b.on(None, "split", "op", 210, 220, slot=4)
+    trace = indexed(b.doc, tmp_path)
+    fig = timeline.draw_figure(trace, timeline.violation_window(trace, 1), [0, 1])
+    (outline,) = by_gid(fig, "slot_op")
+    assert outline.get_x() == pytest.approx(50) and outline.get_width() == pytest.approx(50)
+    named = [t.get_text() for t in fig.axes[0].texts if "of slot" in t.get_text()]
+    assert named == ["munmap of slot 3"]

@@ -386,6 +386,24 @@ def _step_labels(ax, row_list, window: Window, scale: float) -> None:
                         va="center", fontsize=7, color="white", clip_on=True, zorder=6)
 
 
+def _slot_operations(ax, row_list, window: Window, scale: float) -> None:
+    """Around a violation, the coordinator's operations on its slot outlined in red and
+    named: what freed what the walker held."""
+    if window.violation is None:
+        return
+    from matplotlib.patches import Rectangle
+    slot = window.violation[1].get("args", {}).get("slot")
+    _, _, events = row_list[0]
+    for e in events:
+        if e["ph"] == "X" and e["cat"] == "op" and e["args"].get("slot") == slot:
+            a = (max(e["ts"], window.start) - window.start) / scale
+            b = (min(e["ts"] + e["dur"], window.end) - window.start) / scale
+            ax.add_patch(Rectangle((a, -0.45), b - a, 0.9, fill=False, edgecolor="C3",
+                                   linewidth=1.2, zorder=7, gid="slot_op"))
+            ax.text((a + b) / 2, -0.5, f"{e['name']} of slot {slot}", ha="center",
+                    va="bottom", fontsize=7, color="C3", clip_on=False, zorder=8)
+
+
 def _instants(ax, row_list, window: Window, scale: float) -> None:
     """Violations as red crosses, other instants (call_rcu, check's steps) as ticks; a row
     with few instants gets their names."""
@@ -479,6 +497,7 @@ def draw_figure(trace: Trace, window: Window, rows: list, left_out: int = 0):
         ax.axvspan(a, a + window.round["dur"] / scale, color="C4", alpha=0.12, zorder=0,
                    gid="band")
     _step_labels(ax, row_list, window, scale)
+    _slot_operations(ax, row_list, window, scale)
     _instants(ax, row_list, window, scale)
     ax.set_xlim(0, window.length / scale)
     ax.set_ylim(n - 0.5, -0.5)
