@@ -92,15 +92,13 @@ class SimulatedCPU:
         clock = time.perf_counter_ns
         log = self._log
         trace = self.trace
-        if trace is not None:
-            held, retries = stats[base + ST_HELD], stats[base + ST_RETRIES]
         if log is not None:  # outside the timed part: the measured path pays the test only
             log(f"local_irq_disable(); walk slot {slot} ({self.walker})")
         m.walk_slot[cpu] = slot                 # named if the walk never ends
         t0 = clock()
         m.irq_off[cpu] = 1                      # local_irq_disable()
         if self._custom:
-            inside = [0]
+            inside = [0, 0]  # time inside the lookup and the use; what the use returned
 
             def find_linux_pte():
                 t = clock()
@@ -110,15 +108,15 @@ class SimulatedCPU:
 
             def use(found):
                 t = clock()
-                self._use(slot, sub, found, hook)
+                inside[1] = self._use(slot, sub, found, hook)
                 inside[0] += clock() - t
 
             strategy.lockless_walk(cpu, find_linux_pte, use)
-            t1, t2 = t0, t0 + inside[0]
+            t1, t2, flags = t0, t0 + inside[0], inside[1]
         else:
             strategy.begin_lockless_pgtbl_walk(cpu)
             t1 = clock()
-            self._use(slot, sub, self._find(slot, sub, hook), hook)
+            flags = self._use(slot, sub, self._find(slot, sub, hook), hook)
             t2 = clock()
             strategy.end_lockless_pgtbl_walk(cpu)
         if hook is not None and hook.point == AFTER_END:
@@ -138,10 +136,7 @@ class SimulatedCPU:
         self.window_hist[hist_base + hist_bucket(t3 - t0)] += 1
         if trace is not None:  # after the window: what it costs is not the walk's
             self._window = (t0, t3)
-            trace.emit(tr.WALK, t0, t3 - t0, slot,
-                       (tr.F_HELD if stats[base + ST_HELD] != held else 0)
-                       | (tr.F_RETRIED if stats[base + ST_RETRIES] != retries else 0),
-                       self._walker_code)
+            trace.emit(tr.WALK, t0, t3 - t0, slot, flags, self._walker_code)
 
     def _find(self, slot: int, sub: int, hook):
         """The lookup: ``READ_ONCE(*pmdp)`` and, for a table, the PTE it points to. Returns
@@ -166,10 +161,11 @@ class SimulatedCPU:
             return pmd, None
         return None
 
-    def _use(self, slot: int, sub: int, found, hook) -> None:
+    def _use(self, slot: int, sub: int, found, hook) -> int:
         """The use of the result for the rest of the window, and the checks at its end: a
         ``hold`` walker's object must be the one it read; a ``recheck`` walker re-reads the
-        PMD and PTE and drops a changed result."""
+        PMD and PTE and drops a changed result. Returns what a trace says of the walk
+        (``trace.F_HELD``, ``trace.F_RETRIED``)."""
         if hook is not None:
             if hook.point == HOLDING:
                 hook.pause()
@@ -178,8 +174,9 @@ class SimulatedCPU:
             while time.perf_counter() < deadline:
                 pass
         if found is None:
-            return
+            return 0
         pmd, pte = found
+        flags = tr.F_HELD
         if self._hold:
             if self._defer is None:  # the measured path: one call fewer
                 self._check_object(slot, pmd)
@@ -201,11 +198,13 @@ class SimulatedCPU:
                               != pte):
                 if self._recheck:  # gup_fast's re-check: changed under us, drop the result
                     self.m.stats[self.stat_base + ST_RETRIES] += 1
+                    flags |= tr.F_RETRIED
                 else:
                     self._violation(chk.STALE_VALUE_USED, slot,
                                     (pmd >> ptm.GEN_SHIFT) & ptm.GEN_MASK,
                                     (now >> ptm.GEN_SHIFT) & ptm.GEN_MASK)
         self.m.stats[self.stat_base + ST_HELD] += 1
+        return flags
 
     def _use_object(self, slot: int, pmd: int, what: str) -> None:
         """A read of (or through) the object ``pmd`` points to: checked now, or under weak

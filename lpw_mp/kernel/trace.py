@@ -12,6 +12,7 @@ and drops the newest. Either way every record written counts, so the parent know
 were lost. With tracing off nothing here runs: the traced paths test one attribute for None.
 """
 
+import struct
 from multiprocessing.sharedctypes import RawArray, RawValue
 
 from lpw_mp.kernel.machine import SLOT_STRIDE
@@ -128,33 +129,31 @@ def iter_records(raw: bytes):
 
 
 class TraceWriter:
-    """One process's writer of one track: a store per word and one of the count, no lock (a
-    track has one writer)."""
+    """One process's writer of one track: one ``struct.pack_into`` per record and a store of
+    the count, no lock (a track has one writer)."""
 
-    __slots__ = ("_words", "_written", "_index", "_base", "_cap", "_n", "_overwrite", "_until")
+    __slots__ = ("_bytes", "_written", "_index", "_base", "_cap", "_n", "_overwrite", "_until")
 
     def __init__(self, buffers: TraceBuffers, track: int):
-        self._words = memoryview(buffers.words).cast("B").cast("q")
-        self._written = buffers.written
+        self._bytes = memoryview(buffers.words).cast("B")
+        self._written = memoryview(buffers.written).cast("B").cast("q")
         self._index = track * SLOT_STRIDE
-        self._base, self._cap = buffers.bases[track], buffers.caps[track]
+        self._base, self._cap = buffers.bases[track] * 8, buffers.caps[track]
         self._n = buffers.written[self._index]
         self._overwrite = buffers.overwrite
-        self._until = buffers.until
+        # Only a trace of the first seconds has an end; the others pay no test of the time.
+        self._until = None if buffers.overwrite else buffers.until
 
     def emit(self, kind: int, start: int, dur: int = 0, a: int = 0, b: int = 0,
              c: int = 0) -> None:
-        if start > self._until.value:
-            return
         n = self._n
+        if self._until is not None and start > self._until.value:
+            return
         if n < self._cap or self._overwrite:
-            i = self._base + (n % self._cap) * RECORD
-            w = self._words
-            w[i] = start
-            w[i + 1] = dur
-            w[i + 2] = kind
-            w[i + 3] = a
-            w[i + 4] = b
-            w[i + 5] = c
+            _pack(self._bytes, self._base + n % self._cap * RECORD_BYTES, start, dur, kind,
+                  a, b, c)
         self._n = n + 1
         self._written[self._index] = n + 1
+
+
+_pack = struct.Struct(f"{RECORD}q").pack_into

@@ -125,11 +125,12 @@ class TraceDocument:
                 f.write('{"displayTimeUnit": "ns",\n"otherData": ')
                 f.write(json.dumps(self.other))
                 f.write(',\n"traceEvents": [\n')
+                # One encoder for every event: json.dumps with separators makes one per call.
+                encode = json.JSONEncoder(separators=(",", ":")).encode
                 first, count = True, 0
                 for events in (self._meta, self.ordered(), more):
                     for event in events:
-                        f.write(("" if first else ",\n")
-                                + json.dumps(event, separators=(",", ":")))
+                        f.write(("" if first else ",\n") + encode(event))
                         first = False
                         count += 1
                 self.events = count - len(self._meta)
