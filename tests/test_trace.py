@@ -269,3 +269,26 @@ def test_the_validator_catches_broken_traces():
     with pytest.raises(traces.TraceError, match="not a trace"):
         path = pathlib.Path(os.devnull)
         traces.load(str(path))
+
+
+@pytest.mark.parametrize("record", [
+    (10_000_123_456, 20_001, tr.WALK, 7, tr.F_HELD | tr.F_RETRIED, 2),
+    (10_000_000_999, 0, tr.WALK, 0, 0, 0),
+    (9_999_999_000, 1_500, tr.IPI, 12, 1, -250),
+    (10_000_000_001, 999_999_999, tr.IDLE, 0, 0, 0),
+])
+def test_a_cpus_events_written_as_text_are_the_events_the_layout_gives(record):
+    """A CPU's walks, handlers and idle periods are written as JSON text for speed: the text
+    loads back as the event ``TraceDocument.slice_event`` makes, to the nanosecond (negative
+    times, before the origin, included)."""
+    doc = traces.TraceDocument(10_000_000_000)
+    event = json.loads(LegTrace._cpu_event(doc, 42, 42, 3, record))
+    start, dur, kind, a, b, c = record
+    name = {tr.WALK: "walk", tr.IPI: "ipi_handler", tr.IDLE: "idle"}[kind]
+    expected = doc.slice_event(42, 42, name, event["cat"], start, dur, event["args"])
+    assert event == expected
+    if kind == tr.WALK:
+        assert event["args"] == {"slot": a, "walker": tr.WALKER_CODES[c],
+                                 "held": bool(b & tr.F_HELD), "retried": bool(b & tr.F_RETRIED)}
+    elif kind == tr.IPI:
+        assert event["args"] == {"round": a, "sent_in_window": True, "delay_us": c / 1000}

@@ -136,15 +136,20 @@ class LegTrace:
     @staticmethod
     def _cpu_event(doc, pid, tid, cpu, record):
         start, dur, kind, a, b, c = record
+        # A CPU's walks, handlers and idle periods are nearly every event of a trace: they
+        # are written as JSON text directly (their strings need no escaping), which takes a
+        # fifth of the time a dict through the encoder does.
         if kind == tr.WALK:
-            return doc.slice_event(pid, tid, "walk", "walk", start, dur, {
-                "slot": a, "walker": tr.WALKER_CODES[c], "held": bool(b & tr.F_HELD),
-                "retried": bool(b & tr.F_RETRIED)})
+            return _slice_line(doc, pid, tid, "walk", "walk", start, dur,
+                               f'"slot":{a},"walker":"{tr.WALKER_CODES[c]}","held":'
+                               f'{_JSON_BOOL[b & tr.F_HELD]},"retried":'
+                               f'{_JSON_BOOL[b & tr.F_RETRIED]}')
         if kind == tr.IPI:
-            return doc.slice_event(pid, tid, "ipi_handler", "ipi", start, dur, {
-                "round": a, "sent_in_window": bool(b), "delay_us": us(c)})
+            return _slice_line(doc, pid, tid, "ipi_handler", "ipi", start, dur,
+                               f'"round":{a},"sent_in_window":{_JSON_BOOL[b]},"delay_us":'
+                               f'{_us_text(c)}')
         if kind == tr.IDLE:
-            return doc.slice_event(pid, tid, "idle", "idle", start, dur)
+            return _slice_line(doc, pid, tid, "idle", "idle", start, dur, "")
         if kind == tr.VIOLATION:
             what = chk.VIOLATION_KINDS.get(b, f"kind {b}")
             return doc.instant_event(pid, tid, f"violation: {what}", "violation", start, {
@@ -184,6 +189,24 @@ class LegTrace:
         if kind == tr.GP:
             return doc.slice_event(pid, tid, "grace period", "rcu", start, dur, {"gp": a})
         return None
+
+
+#: A flag's bit (``trace.F_HELD``, ``trace.F_RETRIED``, or 1), as JSON.
+_JSON_BOOL = {0: "false", 1: "true", 2: "true"}
+
+
+def _us_text(ns: int) -> str:
+    """Nanoseconds as the format's microseconds, exactly (``traces.us`` as text)."""
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    return f"{sign}{ns // 1000}.{ns % 1000:03d}"
+
+
+def _slice_line(doc, pid, tid, name, cat, start, dur, args) -> str:
+    """``doc.slice_event(...)`` as its JSON text, ``args`` the inside of its args object:
+    the same event, with the end rounded as the start is."""
+    begin = start - doc.origin_ns
+    return (f'{{"ph":"X","pid":{pid},"tid":{tid},"name":"{name}","cat":"{cat}","ts":'
+            f'{_us_text(begin)},"dur":{_us_text(max(dur, 0))},"args":{{{args}}}}}')
 
 
 assert RECORD == 6  # the records unpack as (start, dur, kind, a, b, c)

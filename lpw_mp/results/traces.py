@@ -118,7 +118,8 @@ class TraceDocument:
     def write(self, path: str, more=()) -> None:
         """Write the trace to ``path``, one event a line (a large trace is never held as one
         string), through a temporary file renamed into place. ``more``: further events, made
-        as they are written, on tracks of their own, in time order on each."""
+        as they are written, on tracks of their own, in time order on each; each a dict or
+        its JSON text."""
         tmp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(tmp, "w", encoding="utf-8") as f:
@@ -130,7 +131,9 @@ class TraceDocument:
                 first, count = True, 0
                 for events in (self._meta, self.ordered(), more):
                     for event in events:
-                        f.write(("" if first else ",\n") + encode(event))
+                        # An event may come as its JSON text already (a CPU's, by the many).
+                        f.write(("" if first else ",\n")
+                                + (event if isinstance(event, str) else encode(event)))
                         first = False
                         count += 1
                 self.events = count - len(self._meta)
