@@ -10,7 +10,8 @@ figure of its legs (``--metric walker_p50``): nothing is run. SWEEP is a sweep f
 
 import os
 
-from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
+from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, load_document,
+                                   write_through_temp)
 from lpw_mp.results import plot
 from lpw_mp.results.formats import SWEEP
 from lpw_mp.results.repeats import figure_key
@@ -45,15 +46,7 @@ def draw(sweep: dict, out: str, metric: str = None) -> bool:
     """Write the figure to ``out`` through a temporary file beside it, so that a failed or
     interrupted drawing never leaves a truncated PNG in place of a good one. False (nothing
     written) when matplotlib cannot be imported."""
-    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{os.getpid()}.tmp")
-    try:
-        drawn = plot.write_plot(sweep, tmp, metric)
-        if drawn:
-            os.replace(tmp, out)
-        return drawn
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return write_through_temp(out, lambda tmp: plot.write_plot(sweep, tmp, metric))
 
 
 def main(argv) -> int:

@@ -12,7 +12,8 @@ TRACE is a trace file or a run folder holding ``trace-*.json``. Nothing is run."
 import glob
 import os
 
-from lpw_mp.commands.shell import Parser, UsageError, invoked_as, parse_int, typed
+from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, parse_int, typed,
+                                   write_through_temp)
 from lpw_mp.results import plot, timeline, traces
 from lpw_mp.units import parse_duration
 
@@ -123,15 +124,8 @@ def default_output(path: str, window) -> str:
 def draw(trace, window, rows, left_out, out: str) -> bool:
     """Write the PNG through a temporary file beside ``out``, so that a failed drawing never
     leaves a truncated PNG. False (nothing written) when matplotlib cannot be imported."""
-    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{os.getpid()}.tmp")
-    try:
-        drawn = timeline.write_png(trace, window, rows, left_out, tmp)
-        if drawn:
-            os.replace(tmp, out)
-        return drawn
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    return write_through_temp(out, lambda tmp: timeline.write_png(trace, window, rows,
+                                                                   left_out, tmp))
 
 
 def main(argv) -> int:

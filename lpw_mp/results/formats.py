@@ -14,6 +14,19 @@ from lpw_mp.results import schemas
 from lpw_mp.results.repeats import sample_of
 
 
+def read_json(path: str, error, what: str):
+    """The JSON document in the file ``path``; ``error`` (an exception class) with one line
+    naming the file if it cannot be read or is not JSON (``what`` it should be: "a trace")."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not {what} (not JSON: {exc.msg} at line {exc.lineno})") \
+            from None
+
+
 class FormatError(ValueError):
     """A document that is missing, unreadable, of another format or version, or invalid
     against its schema; the message is one line naming the file and what is wrong."""
@@ -68,15 +81,7 @@ class Format:
     def load(self, path: str) -> dict:
         """The document in the file ``path``, checked against this format; FormatError if it
         is not one."""
-        try:
-            with open(path, encoding="utf-8") as f:
-                document = json.load(f)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise FormatError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") \
-                from None
-        except json.JSONDecodeError as exc:
-            raise FormatError(f"{path} is not an {self.title} (not JSON: {exc.msg} at line "
-                              f"{exc.lineno})") from None
+        document = read_json(path, FormatError, f"an {self.title}")
         problem = self.problem(document)
         if problem:
             raise FormatError(f"{path} {problem}")

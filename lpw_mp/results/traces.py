@@ -23,6 +23,8 @@ import json
 import math
 import os
 
+from lpw_mp.results.formats import read_json
+
 FORMAT, FORMAT_VERSION = "lpw_mp-trace", 1
 
 #: The tid of a process's RCU track: above PID_MAX_LIMIT (2**22), never a real thread's.
@@ -149,15 +151,7 @@ class TraceDocument:
 def load(path: str) -> dict:
     """The trace in ``path``, checked (``validate``); TraceError with one line if it is not
     a valid lpw_mp trace."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            document = json.load(f)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TraceError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") \
-            from None
-    except json.JSONDecodeError as exc:
-        raise TraceError(f"{path} is not a trace (not JSON: {exc.msg} at line {exc.lineno})") \
-            from None
+    document = read_json(path, TraceError, "a trace")
     problems = validate(document)
     if problems:
         raise TraceError(f"{path} is not a valid lpw_mp trace: {problems[0]}"
