@@ -225,7 +225,7 @@ def test_cpus_lists_are_numbers_and_ranges():
                        ("1,,2", "is not a list")):
         with pytest.raises(ValueError, match=words):
             timeline.parse_cpus(bad)
-    assert timeline.spans([0, 1, 2, 3, 40, 42, 43]) == "0-3,40,42-43"
+    assert traces.spans([0, 1, 2, 3, 40, 42, 43]) == "0-3,40,42-43"
 
 
 def crowded(tmp_path) -> timeline.Trace:

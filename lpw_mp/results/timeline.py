@@ -250,17 +250,6 @@ def parse_cpus(text: str) -> list:
     return sorted(cpus)
 
 
-def spans(numbers) -> str:
-    """``0-15,40`` of CPU numbers, the spelling --cpus takes."""
-    out, numbers = [], sorted(numbers)
-    for n in numbers:
-        if out and out[-1][1] == n - 1:
-            out[-1][1] = n
-        else:
-            out.append([n, n])
-    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
-
-
 def interesting(trace: Trace, window: Window) -> list:
     """The CPUs worth a row most, best first: the round's last responder, the CPUs with a
     violation in the window, then those with an IRQ-off window in it."""
@@ -285,8 +274,8 @@ def choose_rows(trace: Trace, window: Window, max_rows: int = MAX_ROWS,
     else:
         missing = [c for c in cpus if c not in trace.cpus]
         if missing:
-            have = f"CPUs {spans(trace.cpus)}" if trace.cpus else "no CPU"
-            raise TimelineError(f"--cpus {spans(missing)}: not in the trace (it has {have})")
+            have = f"CPUs {traces.spans(trace.cpus)}" if trace.cpus else "no CPU"
+            raise TimelineError(f"--cpus {traces.spans(missing)}: not in the trace (it has {have})")
         wanted = sorted(cpus)
     if len(wanted) <= max_rows:
         return wanted, 0

@@ -251,3 +251,14 @@ def cpu_of(name: str):
     """The simulated CPU a process name (``ipi:cpu3``) stands for, or None."""
     head, _, tail = name.rpartition(":cpu")
     return int(tail) if head and tail.isdigit() else None
+
+
+def spans(numbers) -> str:
+    """``0-15,40`` of CPU numbers, the spelling --cpus takes."""
+    out, numbers = [], sorted(numbers)
+    for n in numbers:
+        if out and out[-1][1] == n - 1:
+            out[-1][1] = n
+        else:
+            out.append([n, n])
+    return ",".join(f"{a}" if a == b else f"{a}-{b}" for a, b in out)
