@@ -103,6 +103,7 @@ def test_a_walker_paused_in_its_window_is_the_rounds_slowest_responder(cfg, ctx,
     assert {"ipi:cpu0", "ipi:cpu1", "ipi:cpu2", "ipi:coord"} <= set(by_name)
     (round_,) = slices(doc, by_name["ipi:coord"], "ipi", "smp_call_function_many")
     assert round_["args"]["slowest_cpu"] == 1 and round_["args"]["why"] == "irq-off"
+    assert round_["args"]["answered_by"] == "0-2"
     (window,) = [w for w in slices(doc, by_name["ipi:cpu1"], "walk") if w["args"]["slot"] == 2]
     round_end, window_end = round_["ts"] + round_["dur"], window["ts"] + window["dur"]
     assert window["ts"] < round_["ts"] < window_end <= round_end
@@ -151,7 +152,8 @@ def test_a_traced_run_writes_a_valid_trace_per_leg(tmp_path, capsys):
     ipi = traces.load(str(folder / "trace-ipi.json"))
     rounds = slices(ipi, names(ipi)["ipi:coord"], "ipi")
     assert len(rounds) == result["legs"][0]["serialisations"]
-    assert all(r["args"]["targets"] == 4 and r["args"]["why"] in traces.WHY for r in rounds)
+    assert all(r["args"]["targets"] == 4 and r["args"]["answered_by"] == "0-3"
+               and r["args"]["why"] in traces.WHY for r in rounds)
 
 
 def test_an_untraced_run_writes_no_trace_yet_names_its_slowest_rounds(tmp_path):
@@ -292,3 +294,53 @@ def test_a_cpus_events_written_as_text_are_the_events_the_layout_gives(record):
                                  "held": bool(b & tr.F_HELD), "retried": bool(b & tr.F_RETRIED)}
     elif kind == tr.IPI:
         assert event["args"] == {"round": a, "sent_in_window": True, "delay_us": c / 1000}
+
+
+def test_each_repeat_of_a_leg_has_its_trace(tmp_path):
+    """With ``--repeat 2`` every leg's repeats are traced apart, trace-STRATEGY-N.json, and
+    the leg lists both; each sample says which is its own."""
+    code, (folder,) = run_cli(tmp_path, "--strategy", "ipi", "--trace", "--repeat", "2",
+                              "--walker-time", "0")
+    assert code == 0
+    (leg,) = json.loads((folder / "result.json").read_text())["legs"]
+    assert [t["file"] for t in leg["traces"]] == ["trace-ipi-1.json", "trace-ipi-2.json"]
+    assert [s["trace"]["file"] for s in leg["samples"]] == ["trace-ipi-1.json",
+                                                            "trace-ipi-2.json"]
+    for n in (1, 2):
+        assert traces.load(str(folder / f"trace-ipi-{n}.json"))["otherData"]["repeat"] == n
+
+
+FAILS_LATE = '''
+from lpw_mp.kernel.strategies.ipi import IPIStrategy
+
+
+class FailsLate(IPIStrategy):
+    """ipi, whose fourth zap_huge_pmd raises: the leg fails in the middle of munmap."""
+    name = "failslate"
+    zaps = 0
+
+    def zap_huge_pmd(self, up):
+        self.zaps += 1
+        if self.zaps == 4:
+            raise RuntimeError("lost the IPI")
+        super().zap_huge_pmd(up)
+'''
+
+
+def test_a_failed_legs_trace_is_kept_up_to_its_failure(tmp_path):
+    """A leg that fails halfway keeps its trace, the one that shows what happened: the run
+    folder has it, the failed leg names it, and it holds the operations done before the
+    failure with their IPI rounds."""
+    plugin = tmp_path / "fails.py"
+    plugin.write_text(FAILS_LATE)
+    code, (folder,) = run_cli(tmp_path, "--strategy", f"{plugin}:FailsLate", "--trace",
+                              "--pte-fraction", "0", "--walker-time", "0")
+    assert code == 1
+    result = json.loads((folder / "result.json").read_text())
+    (leg,) = result["legs"]
+    assert result["status"] == "failed" and leg["status"] == "failed"
+    assert leg["trace"]["file"] == "trace-failslate.json"
+    doc = traces.load(str(folder / "trace-failslate.json"))
+    coord = names(doc)["failslate:coord"]
+    assert len(slices(doc, coord, "ipi", "smp_call_function_many")) == 3
+    assert len(slices(doc, coord, "op", "munmap")) == 3

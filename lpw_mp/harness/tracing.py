@@ -10,7 +10,7 @@ import time
 from lpw_mp.kernel import checker as chk
 from lpw_mp.kernel import trace as tr
 from lpw_mp.kernel.trace import RECORD, RECORD_BYTES, iter_records
-from lpw_mp.results.traces import RCU_TID_BASE, TraceDocument, us
+from lpw_mp.results.traces import RCU_TID_BASE, TraceDocument, spans, us
 
 #: ``--trace-window slowest:N``: what is kept around each round, each side: a quarter of the
 #: round, at least this (so that the windows of its slowest responders show whole).
@@ -100,6 +100,7 @@ class LegTrace:
                             dropped=self.info["dropped"],
                             dropped_by_track=self.info["dropped_by_track"])
         keep = self._keep()
+        self._answered = self._answers()
         pid, name = self.parent
         doc.process(pid, name, -1)
         for phase, start, end in self.phases:
@@ -156,8 +157,16 @@ class LegTrace:
                 "cpu": cpu, "slot": a, "kind": what, "generation_taken": c >> 32,
                 "generation_seen": c & 0xFFFFFFFF})
 
-    @staticmethod
-    def _coordinator_event(doc, pid, tid, track, record):
+    def _answers(self) -> dict:
+        """``{round: [CPU]}``: the CPUs whose handler of each round the buffers still hold."""
+        out = {}
+        for cpu, (raw, _, _) in enumerate(self.tracks[:-2]):
+            for record in iter_records(raw):
+                if record[2] == tr.IPI:
+                    out.setdefault(record[3], []).append(cpu)
+        return out
+
+    def _coordinator_event(self, doc, pid, tid, track, record):
         start, dur, kind, a, b, c = record
         if kind == tr.OP:
             return doc.slice_event(pid, tid, OP_NAMES.get(b, "op"), "op", start, dur,
@@ -174,8 +183,9 @@ class LegTrace:
         if kind == tr.ROUND:
             cpu = (c >> 8) - 1
             return doc.slice_event(pid, tid, "smp_call_function_many", "ipi", start, dur, {
-                "round": a, "targets": b, "slowest_cpu": cpu if cpu >= 0 else None,
-                "why": tr.WHY_NAMES.get(c & 0xFF), "took_us": us(dur)})
+                "round": a, "targets": b, "answered_by": spans(self._answered.get(a, ())),
+                "slowest_cpu": cpu if cpu >= 0 else None, "why": tr.WHY_NAMES.get(c & 0xFF),
+                "took_us": us(dur)})
         if kind == tr.GP_WAIT:
             return doc.slice_event(pid, tid, "wait for grace period", "rcu", start, dur,
                                    {"gp": a})
