@@ -29,6 +29,7 @@ What comes from Dask and what is ours:
   or require TLS with client certificates (``security_from``).
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -102,9 +103,22 @@ def connect(address: str, security=None, timeout: float = 10.0) -> "Cluster":
     has no worker, or has a worker that does not declare the resource ``host`` (naming it,
     and how to start one), that cannot import lpw_mp or runs another version of it."""
     distributed = _distributed()
+
+    class Client(distributed.Client):
+        def start(self, **kwargs):
+            """Dask's, but a client that cannot connect stops the thread of its IO loop (a
+            failed ``Client()`` leaves it running, and a process with a thread must not
+            fork a machine's CPUs)."""
+            try:
+                super().start(**kwargs)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    self.close()   # returns at once if Dask closed it already
+                self._loop_runner.stop()   # a no-op if close() stopped it
+                raise
+
     try:
-        client = distributed.Client(address, security=security, timeout=timeout,
-                                    set_as_default=False)
+        client = Client(address, security=security, timeout=timeout, set_as_default=False)
     except Exception as exc:  # OSError, TimeoutError, ValueError (a bad address), TLS errors
         raise ClusterError(f"cannot reach the dask scheduler at {address}: "
                            f"{_one_line(exc)}") from None
