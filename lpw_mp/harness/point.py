@@ -7,6 +7,8 @@ in threads, and a point forks hundreds of processes: forking from a threaded pro
 deadlock the child, so the point never runs inside the worker, always in a fresh process.
 That process asks to be killed with its parent (``die_with_parent``), and the machine's CPUs
 ask the same of it, so a worker that is killed takes its point and every CPU of it along.
+(Linux ties ``PR_SET_PDEATHSIG`` to the parent's thread: the worker thread that started the
+point waits in ``run_point`` for it to end, so it outlives it.)
 
 A bad input (not JSON, a configuration that does not validate, one this host cannot start)
 is one line on stderr and exit status 2; a run that fails is a result document like any
