@@ -55,7 +55,8 @@ def test_plot_draws_the_figure_of_a_real_sweep_again(sweep, capsys):
     assert out == f"{png}\n" and err == ""
     assert png.read_bytes()[:8] == PNG_SIGNATURE and png.stat().st_size > 0
     assert png_size(png) == drawn_by_sweep
-    assert sorted(p.name for p in sweep.iterdir()) == ["sweep.json", "sweep.md", "sweep.png"]
+    assert sorted(p.name for p in sweep.iterdir()) == ["manifest.json", "sweep.json", "sweep.md",
+                                                       "sweep.png"]
 
 
 def test_plot_takes_a_sweep_id_or_its_json_and_writes_where_o_says(sweep, tmp_path, capsys):
@@ -91,6 +92,9 @@ def _spoil(sweep, case):
                                                      "format_version": 1}))
         return [str(run)]
     if case == "folder without sweep.json":
+        (sweep / "sweep.json").unlink()
+        (sweep / "manifest.json").unlink()
+    elif case == "sweep not ended":
         (sweep / "sweep.json").unlink()
     elif case == "not JSON":
         (sweep / "sweep.json").write_text("# a sweep\n")
@@ -136,6 +140,7 @@ BAD = {
     "missing": "no sweep 'nope' (not a folder, nor a sweep id under",
     "run folder": "is a run folder, not a sweep",
     "folder without sweep.json": "is not an lpw_mp sweep folder (it has no sweep.json)",
+    "sweep not ended": "is a sweep that has not ended (no sweep.json yet): ",
     "not JSON": "sweep.json is not an lpw_mp sweep (not JSON",
     "a result, not a sweep": "is not an lpw_mp sweep (format 'lpw_mp-result', expected "
                              "'lpw_mp-sweep')",

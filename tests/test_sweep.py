@@ -5,6 +5,7 @@ import io
 import json
 import re
 import struct
+import subprocess
 import sys
 
 import pytest
@@ -69,7 +70,8 @@ def test_memory_sweep_writes_table_json_png_and_a_linear_ipi_fit(tmp_path, capsy
     out = capsys.readouterr().out
     assert code == 0
     folder = sweep_folder(runs)
-    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md", "sweep.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "sweep.json", "sweep.md",
+                                                        "sweep.png"]
     width, height = png_size(folder / "sweep.png")
     assert width >= 320 and height >= 240
     from matplotlib.image import imread
@@ -198,7 +200,7 @@ def test_without_matplotlib_the_sweep_says_so_before_it_runs(tmp_path, capsys, m
     err = before_first_point[0] + capsys.readouterr().err
     assert code == 0
     folder = sweep_folder(runs)
-    assert sorted(p.name for p in folder.iterdir()) == ["sweep.json", "sweep.md"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "sweep.json", "sweep.md"]
     assert "sweep.png" not in (folder / "sweep.md").read_text()
     assert "pip install 'lpw_mp[plot]'" in before_first_point[0]
     assert err.count("\n") == 1 and "matplotlib is not installed" in err
@@ -216,7 +218,8 @@ def test_a_matplotlib_that_will_not_import_is_said_once_at_the_end(tmp_path, cap
                  "--runs-dir", str(runs), "--quiet"])
     err = capsys.readouterr().err
     assert code == 0
-    assert sorted(p.name for p in sweep_folder(runs).iterdir()) == ["sweep.json", "sweep.md"]
+    assert sorted(p.name for p in sweep_folder(runs).iterdir()) == ["manifest.json", "sweep.json",
+                                                                    "sweep.md"]
     assert err.count("\n") == 1 and "would not import" in err
     assert "pip install 'lpw_mp[plot]'" in err
 
@@ -325,3 +328,91 @@ def test_the_largest_plan_allowed_is_accepted(tmp_path, monkeypatch):
     assert len(points) == 64
     assert not (tmp_path / "runs").exists()
 
+
+
+#: Runs a sweep whose second point is interrupted by a SIGINT sent as it starts.
+INTERRUPT_SECOND_POINT = """
+import os, signal, sys
+from lpw_mp.commands import sweep
+from lpw_mp.commands.cli import main
+
+real, calls = sweep.run, []
+def run(cfg, **kwargs):
+    calls.append(cfg.cpus)
+    if len(calls) == 2:
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(cfg, **kwargs)
+sweep.run = run
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_an_interrupted_sweep_is_completed_by_resume(tmp_path, capsys):
+    """A sweep interrupted as its second point starts leaves its folder: the manifest says
+    the first point is done and the others are not, sweep.json says interrupted, and the output says
+    how to resume. `sweep --resume DIR` runs only the points not done (the first keeps its
+    record) and writes a complete sweep.json with every point, in the plan's order."""
+    runs = tmp_path / "runs"
+    proc = subprocess.run([sys.executable, "-c", INTERRUPT_SECOND_POINT, "sweep", "--vary",
+                           "cpus=1,2,4", "--memory", "8M", "--strategy", "ipi,count", *FAST,
+                           "--runs-dir", str(runs)], capture_output=True, text=True,
+                          timeout=100)
+    assert proc.returncode == 130, proc.stderr
+    folder = sweep_folder(runs)
+    assert f"sweep --resume {folder}" in proc.stdout
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [p["state"] for p in manifest["points"]] == ["done", "pending", "pending"]
+    first = manifest["points"][0]["record"]
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "interrupted"
+
+    assert main(["sweep", "--resume", str(folder), "-q"]) == 0
+    assert capsys.readouterr().out.strip() == str(folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [p["state"] for p in manifest["points"]] == ["done"] * 3
+    assert manifest["points"][0]["record"] == first
+    sweep = json.loads((folder / "sweep.json").read_text())
+    assert sweep["status"] == "complete" and sweep["sweep_id"] == folder.name
+    assert [p["values"]["cpus"] for p in sweep["points"]] == [1, 2, 4]
+    assert sweep["points"][0] == first
+    assert all(p["status"] == "complete" for p in sweep["points"])
+    assert {leg["safety"] for p in sweep["points"] for leg in p["legs"]} == {"ok"}
+
+
+def test_resume_refuses_what_it_cannot_resume_in_one_line(tmp_path, capsys):
+    """--resume of a folder without a manifest, or with run options beside it, is one line
+    and status 2; a sweep whose points are all done is written again, and says so."""
+    (tmp_path / "empty").mkdir()
+    for argv, message in (
+            (["--resume", str(tmp_path / "empty")], "no manifest.json"),
+            (["--resume", str(tmp_path / "nowhere")], "not a folder"),
+            (["--resume", str(tmp_path / "empty"), "--cpus", "4"], "unrecognized arguments")):
+        assert main(["sweep", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+    runs = tmp_path / "runs"
+    assert main(["sweep", "--vary", "cpus=1,2", "--memory", "8M", *FAST, "--strategy", "ipi",
+                 "--runs-dir", str(runs), "-q"]) == 0
+    folder = sweep_folder(runs)
+    capsys.readouterr()
+    assert main(["sweep", "--resume", str(folder), "-q"]) == 0
+    assert "every point of" in capsys.readouterr().err
+
+
+def test_points_from_different_kinds_of_host_are_said_so():
+    """Points that ran on hosts of another CPU model, core count or memory are grouped by
+    kind, and the sweep's notes say that a curve then joins different hardware; points of
+    one kind of host (or recorded without it) say nothing."""
+    from lpw_mp.results.sweeps import host_kinds, host_note
+
+    def point(cpus, model, cores):
+        return {"values": {"cpus": cpus}, "host": {"cpu_model": model, "usable_cores": cores,
+                                                   "memory_bytes": 16 << 30}}
+    one = {"points": [point(2, "Xeon", 2), point(4, "Xeon", 2), {"values": {"cpus": 8}}]}
+    assert list(host_kinds(one)) == ["Xeon, 2 cores, 16 GiB"] and host_note(one) is None
+    two = {"points": [point(2, "Xeon", 2), point(4, "EPYC", 64), point(8, "Xeon", 2)]}
+    assert host_kinds(two) == {"Xeon, 2 cores, 16 GiB": ["cpus=2", "cpus=8"],
+                               "EPYC, 64 cores, 16 GiB": ["cpus=4"]}
+    note = host_note(two)
+    assert note.startswith("the points ran on 2 kinds of host (Xeon, 2 cores, 16 GiB: cpus=2, "
+                           "cpus=8; EPYC, 64 cores, 16 GiB: cpus=4)")
+    assert "ratios to ipi within a point come from one host" in note

@@ -275,7 +275,10 @@ def load_document(spec: str, runs_dir: str, fmt: Format) -> tuple:
             if other is not fmt and os.path.isfile(os.path.join(path, other.filename)):
                 raise UsageError(f"{spec} is a {other.folder} folder, not a {fmt.folder} "
                                  f"({other.contents})")
-        path = os.path.join(path, fmt.filename)
+        folder, path = path, os.path.join(path, fmt.filename)
+        if not os.path.isfile(path) and os.path.isfile(os.path.join(folder, "manifest.json")):
+            raise UsageError(f"{spec} is a sweep that has not ended (no {fmt.filename} yet): "
+                             f"`{invoked_as()} sweep --resume {folder}` completes it")
         if not os.path.isfile(path):
             raise UsageError(f"{spec} is not an lpw_mp {fmt.folder} folder (it has no "
                              f"{fmt.filename})")

@@ -16,6 +16,7 @@ the figure ``results/plot.py``'s and the folder ``results/folders.py``'s."""
 import dataclasses
 import itertools
 import math
+import os
 import signal
 import sys
 
@@ -33,13 +34,15 @@ from lpw_mp.harness.hostinfo import host_metadata
 from lpw_mp.kernel.machine import CPUMASK_MODES
 from lpw_mp.harness.progress import terminal_progress
 from lpw_mp.results import plot
-from lpw_mp.results.folders import write_sweep
+from lpw_mp.results.folders import start_sweep, write_sweep
+from lpw_mp.results.manifests import Manifest, ManifestError
 from lpw_mp.results.formats import SWEEP
 from lpw_mp.results.repeats import figure_key
 from lpw_mp.results.sweeps import (NUMERIC, PARAMETERS, WALKER_SIDE, fit_sweep, format_terminal,
                                    metric_problem, metrics_of, point_label)
 from lpw_mp.results.verdicts import annotate, exit_status
-from lpw_mp.harness.runner import now, run
+from lpw_mp.harness.cluster import ClusterError
+from lpw_mp.harness.runner import leg_not_run, now, run
 from lpw_mp.units import parse_duration, parse_size
 
 SUMMARY = "run the strategies over one or two varied parameters, with fits and a plot"
@@ -137,6 +140,7 @@ def build_parser() -> Parser:
                         + " (the last three, ratios to ipi, need ipi among the strategies; "
                           "default time)")
     add_run_options(p)
+    add_cluster_options(p)
     return p
 
 
@@ -195,9 +199,15 @@ def _without_examples(row: dict) -> dict:
     return row
 
 
+#: What a point keeps of the host it ran on: enough to tell hosts apart (``sweep --cluster``
+#: spreads points over hosts) and to read its figures (oversubscription, load).
+HOST_KEYS = ("hostname", "cpu_model", "usable_cores", "memory_bytes", "oversubscription",
+             "load_average")
+
+
 def _point_record(values: dict, result: dict) -> dict:
     """What sweep.json keeps of one run: its legs and their samples, without the violation
-    examples."""
+    examples, and where it ran."""
     legs = []
     for leg in result["legs"]:
         leg = _without_examples(leg)
@@ -208,14 +218,65 @@ def _point_record(values: dict, result: dict) -> dict:
     return {"values": values, "status": result["status"], "errors": result["errors"],
             "warnings": result.get("warnings", []),
             "unsafe_violations": result.get("unsafe_violations", 0),
-            "host": {"oversubscription": host["oversubscription"],
-                     "load_average": host["load_average"]},
+            "host": {key: host.get(key) for key in HOST_KEYS},
             "legs": legs}
 
 
-def run_sweep(base, varied, points, argv, show_progress: bool, metric: str = "time") -> dict:
-    """Run every point in turn; the table and fits are of figure ``metric``. An interrupt
-    stops the sweep; what ran is kept."""
+def _lost_record(values: dict, strategies: list, error: str) -> dict:
+    """The record of a point that never returned a result (its host was lost twice): its
+    legs not run."""
+    return {"values": values, "status": "failed", "errors": [error], "warnings": [],
+            "unsafe_violations": 0, "host": None,
+            "legs": [leg_not_run(spec) for spec in strategies]}
+
+
+#: A point's state in the manifest, from its run's status.
+STATE_OF = {"complete": "done", "failed": "failed", "interrupted": "interrupted"}
+
+
+class Points:
+    """The sweep's points as they end, in the manifest and in the sweep document: records
+    are written as they come (in any order, from a cluster), and the document lists them in
+    the plan's order. A manifest that can no longer be written (the folder went away) is
+    said once; the sweep goes on, and its document is printed at the end."""
+
+    def __init__(self, sweep: dict, manifest, points: list):
+        self.sweep, self.manifest, self.points = sweep, manifest, points
+        self.unsaved = None
+
+    def ended(self, index: int, result=None, error=None) -> str:
+        """Point ``index`` ended with ``result`` (a run's, annotated), or lost with ``error``;
+        its state."""
+        values, cfg = self.points[index]
+        if result is not None:
+            record = _point_record(values, result)
+            state = STATE_OF[result["status"]]
+            errors = result["errors"]
+        else:
+            record = _lost_record(values, cfg.strategies, error)
+            state, errors = "failed", [error]
+        if state == "failed":
+            self.sweep["status"] = "failed"
+            self.sweep["errors"] += [f"{point_label(values)}: {e}" for e in errors]
+        try:
+            self.manifest.ended(index, state, record, error)
+        except OSError as exc:
+            if self.unsaved is None:
+                self.unsaved = str(exc)
+                print(f"{PROG}: warning: cannot update the sweep's manifest ({exc}): the sweep "
+                      f"goes on, but cannot be resumed", file=sys.stderr)
+        return state
+
+    def records(self) -> list:
+        return [p["record"] for p in self.manifest.points if p["record"] is not None]
+
+
+def run_sweep(base, varied, points, manifest, argv, show_progress: bool, metric: str = "time",
+              cluster=None, held=()) -> dict:
+    """Run every point the manifest has not done, here one after another or on ``cluster``
+    (a ``harness.cluster.Cluster``), recording each in the manifest as it ends; the table and
+    fits are of figure ``metric``. An interrupt stops the sweep; what ran is kept, and the
+    manifest says what ``--resume`` must still run. A signal already ``held`` runs none."""
     sweep = {
         **SWEEP.header(), "lpw_mp_version": __version__,
         "command": [f"{invoked_as()} sweep", *argv],
@@ -225,38 +286,65 @@ def run_sweep(base, varied, points, argv, show_progress: bool, metric: str = "ti
         "host": host_metadata(max(cfg.cpus for _, cfg in points), base.start_method),
         "metric": metric, "points": [], "fits": [], "errors": [],
     }
-
-    # runner.run handles signals during a point; interruptible catches one between points.
-    outer = sweep_bar(len(points)) if show_progress else None
+    done = Points(sweep, manifest, points)
+    todo = manifest.todo()
+    outer = sweep_bar(len(todo)) if show_progress else None
     try:
         with interruptible():
-            for values, cfg in points:
-                if outer is not None:
-                    outer.set_postfix_str(point_label(values))
-                result = run(cfg, argv=sweep["command"],
-                             progress=terminal_progress(cfg) if show_progress else None)
-                annotate(result)
-                sweep["points"].append(_point_record(values, result))
-                if outer is not None:
-                    outer.update(1)
-                if result["status"] == "interrupted":
-                    sweep["status"], sweep["signal"] = "interrupted", result["signal"]
-                    break
-                if result["status"] == "failed":
-                    sweep["status"] = "failed"
-                    sweep["errors"] += [f"{point_label(values)}: {e}" for e in result["errors"]]
+            if held:
+                raise Interrupted(held[0])
+            if cluster is not None:
+                _on_cluster(cluster, done, todo, sweep["command"], outer)
+            else:
+                _here(done, todo, sweep["command"], outer, show_progress)
     except Interrupted as exc:
         sweep["status"], sweep["signal"] = "interrupted", signal.Signals(exc.signum).name
+    except ClusterError as exc:  # the scheduler went away: what ended is kept
+        sweep["status"] = "failed"
+        sweep["errors"].append(str(exc))
     finally:
         if outer is not None:
             outer.close()
+    left = len(manifest.todo())
     if sweep["status"] == "interrupted":
-        sweep["errors"].append(f"interrupted by {sweep['signal']}: the sweep stopped at point "
-                               f"{max(1, len(sweep['points']))} of {len(points)}")
+        sweep["errors"].append(f"interrupted by {sweep['signal']}: {left} of {len(points)} "
+                               f"points left to run (sweep --resume runs them)")
+    sweep["points"] = done.records()
     sweep["unsafe_violations"] = sum(p["unsafe_violations"] for p in sweep["points"])
     sweep["fits"] = fit_sweep(sweep, sweep["metric"])
     sweep["finished"] = now()
     return sweep
+
+
+def _here(done: Points, todo: list, command: list, outer, show_progress: bool) -> None:
+    """The points one after another in this process (the default)."""
+    for index in todo:
+        values, cfg = done.points[index]
+        if outer is not None:
+            outer.set_postfix_str(point_label(values))
+        result = run(cfg, argv=command,
+                     progress=terminal_progress(cfg) if show_progress else None)
+        annotate(result)
+        state = done.ended(index, result)
+        if outer is not None:
+            outer.update(1)
+        if state == "interrupted":
+            done.sweep["status"] = "interrupted"
+            done.sweep["signal"] = result["signal"]
+            return
+
+
+def _on_cluster(cluster, done: Points, todo: list, command: list, outer) -> None:
+    """The points on the cluster's hosts, one per host at a time (``harness.cluster``)."""
+    def ended(index, outcome):
+        if outcome["status"] == "ok":
+            done.ended(index, outcome["result"])
+        else:
+            done.ended(index, error=outcome["error"])
+        if outer is not None:
+            outer.update(1)
+    cluster.run_points([(index, done.points[index][1].to_dict(), command) for index in todo],
+                       ended)
 
 
 def _no_plot(what: str) -> str:
@@ -267,7 +355,59 @@ def _no_plot(what: str) -> str:
 
 
 def main(argv) -> int:
+    if any(arg == "--resume" or arg.startswith("--resume=") for arg in argv):
+        return resume(argv)
     args, base, varied, points = plan(argv)
+    cluster = connect_cluster(args)
+    manifest = Manifest.new(argv, points, [f"{invoked_as()} sweep", *argv])
+    # A signal while the folder is made waits for it, then ends the sweep before its first
+    # point: the folder is there to --resume, and the sweep says where it is.
+    with deferred_signals() as held:
+        try:
+            start_sweep(manifest, base.runs_dir)
+        except OSError as exc:
+            if cluster is not None:
+                cluster.close()
+            raise UsageError(f"cannot make a sweep folder in {base.runs_dir}: "
+                             f"{exc.strerror or exc}") from None
+        return execute(args, base, varied, points, manifest, argv, cluster, held)
+
+
+def resume(argv) -> int:
+    """``sweep --resume DIR``: plan the sweep of DIR's manifest again, run the points it has
+    not done, and write its documents."""
+    p = Parser(prog=f"{invoked_as()} sweep --resume",
+               description="Complete a sweep cut short: run the points its manifest has not "
+                           "done, then write its sweep.json, sweep.md and sweep.png.")
+    p.add_argument("--resume", required=True, metavar="DIR", help="the sweep's folder")
+    add_cluster_options(p)
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--quiet", "-q", action="store_true")
+    out.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    try:
+        manifest = Manifest.load(args.resume)
+    except ManifestError as exc:
+        raise UsageError(str(exc)) from None
+    plan_args, base, varied, points = plan(manifest.doc["argv"])
+    if [pt["values"] for pt in manifest.points] != [values for values, _ in points]:
+        raise UsageError(f"--resume {args.resume}: its points are not the ones its command "
+                         f"plans now (written by another lpw_mp?)")
+    if not manifest.todo():
+        print(f"{PROG}: every point of {args.resume} is done; writing its documents again",
+              file=sys.stderr)
+    base.runs_dir = os.path.dirname(os.path.abspath(args.resume))
+    plan_args.quiet, plan_args.json = args.quiet, args.json
+    plan_args.cluster = args.cluster
+    for name in ("tls_ca_file", "tls_cert", "tls_key"):
+        setattr(plan_args, name, getattr(args, name))
+    cluster = connect_cluster(plan_args)
+    return execute(plan_args, base, varied, points, manifest, manifest.doc["argv"], cluster)
+
+
+def execute(args, base, varied, points, manifest, argv, cluster, held=()) -> int:
+    """Run the sweep's points, write its documents into its folder and print the outcome;
+    none if a signal is already ``held`` (it ends the process once the folder is written)."""
     show_progress = not (args.quiet or args.json)
     # Said before the points run, which can take hours, not found out at the end; the table
     # and sweep.json do not need matplotlib, so the sweep runs all the same.
@@ -275,20 +415,64 @@ def main(argv) -> int:
     if not can_plot:
         print(_no_plot("matplotlib is not installed: this sweep will write"), file=sys.stderr)
     plotted = None  # None: no folder was written, so there is no plot to speak of
+    if cluster is not None and not (args.quiet or args.json):
+        hosts = cluster.describe()
+        print(f"{PROG}: {len(manifest.todo())} points on {len(hosts)} hosts: "
+              f"{', '.join(hosts)}", file=sys.stderr)
 
     def write(document):
         nonlocal plotted
-        folder, plotted = write_sweep(document, base.runs_dir, draw=can_plot)
-        return folder
+        plotted = write_sweep(document, manifest.folder, draw=can_plot)
+        return manifest.folder
 
     def render(folder):
-        return format_terminal(sweep) + "\n\n" + written(
+        text = format_terminal(sweep) + "\n\n" + written(
             folder, "sweep.md", "sweep.json", *(["sweep.png"] if plotted else []))
+        if manifest.todo():
+            text += (f"\n{len(manifest.todo())} points not done: `{invoked_as()} sweep "
+                     f"--resume {folder}` runs them")
+        return text
 
-    with deferred_signals():
-        sweep = run_sweep(base, varied, points, argv, show_progress, args.metric)
-        status = finish(args, sweep, write, render, exit_status)
+    try:
+        with deferred_signals():
+            sweep = run_sweep(base, varied, points, manifest, argv, show_progress, args.metric,
+                              cluster, held)
+            status = finish(args, sweep, write, render, exit_status)
+    finally:
+        if cluster is not None:
+            cluster.close()
     # Found, yet it would not import (a broken installation); a missing one was said above.
     if can_plot and plotted is False:
         print(_no_plot("matplotlib would not import: this sweep wrote"), file=sys.stderr)
     return status
+
+
+def add_cluster_options(p) -> None:
+    """``--cluster`` and the TLS files of the engine (README, "Sweeps on a cluster")."""
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the points on an existing dask.distributed scheduler, e.g. "
+                        "tcp://10.0.0.5:8786 or tls://...: one point per worker at a time, "
+                        "each worker declaring the resource host=1 (needs "
+                        "pip install 'lpw_mp[cluster]')")
+    p.add_argument("--tls-ca-file", metavar="FILE",
+                   help="with --cluster: the CA that signed the scheduler's certificate")
+    p.add_argument("--tls-cert", metavar="FILE",
+                   help="with --cluster: this client's certificate")
+    p.add_argument("--tls-key", metavar="FILE",
+                   help="with --cluster: this client's private key")
+
+
+def connect_cluster(args):
+    """The cluster ``--cluster`` names, connected and checked, or None; a UsageError (one
+    line, exit 2) before anything runs if it cannot be used."""
+    tls = [args.tls_ca_file, args.tls_cert, args.tls_key]
+    if args.cluster is None:
+        if any(tls):
+            raise UsageError("--tls-ca-file, --tls-cert and --tls-key only apply with "
+                             "--cluster")
+        return None
+    from lpw_mp.harness import cluster  # only with --cluster: the extra may be missing
+    try:
+        return cluster.connect(args.cluster, cluster.security_from(*tls))
+    except cluster.ClusterError as exc:
+        raise UsageError(str(exc)) from None

@@ -201,6 +201,11 @@ def _leg_stub(spec: str, status: str, error=None) -> dict:
     return leg
 
 
+def leg_not_run(spec: str) -> dict:
+    """The row of a strategy that did not run."""
+    return _leg_stub(spec, "not run")
+
+
 def _combined_leg(spec: str, samples: list, asked: int) -> dict:
     """The leg of ``spec`` over its finished ``samples`` (``repeats.combine``)."""
     return {**_leg_stub(spec, "ok"), **combine(samples), "repeats": len(samples),

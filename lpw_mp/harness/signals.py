@@ -40,18 +40,19 @@ def interruptible(signums=SIGNALS):
 @contextlib.contextmanager
 def deferred_signals(signums=SIGNALS):
     """Hold ``signums`` back for the length of the block, then deliver them to this process.
+    The block is given the list of those held so far (a step may end the work it began).
 
     A handler that raises (the runner's, Python's KeyboardInterrupt) must not land between a
     fork and the line that records the child, or halfway through a teardown. A child forked
     inside the block inherits the recording handler until it installs its own."""
     if threading.current_thread() is not threading.main_thread():
-        yield  # only the main thread runs Python signal handlers
+        yield []  # only the main thread runs Python signal handlers
         return
     pending = []
     previous = {signum: signal.signal(signum, lambda signum, frame: pending.append(signum))
                 for signum in signums}
     try:
-        yield
+        yield pending
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -47,6 +47,18 @@ def write_file(path: str, text: str) -> None:
         os.fsync(f.fileno())
 
 
+def replace_file(path: str, text: str) -> None:
+    """Put ``text`` at ``path`` through a temporary file beside it renamed over it: a reader
+    (or a crash) sees the old content or the new, never a part."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        write_file(tmp, text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def write_folder(runs_dir: str, prefix: str, write, folder_id=None) -> str:
     """Make a new folder ``runs_dir/<prefix><id>/`` filled by ``write(stage, folder_id)``.
 
@@ -91,18 +103,32 @@ def write_run(result: dict, runs_dir: str, extra=None, files=None) -> str:
     return write_folder(runs_dir, "", write, result.get("run_id"))
 
 
-def write_sweep(sweep: dict, runs_dir: str, draw: bool = True) -> tuple:
-    """Write ``sweep.json``, ``sweep.md`` and (if ``draw``, with matplotlib) ``sweep.png`` into
-    a new sweep folder. Returns ``(folder, plotted)``."""
-    plotted = False
-
+def start_sweep(manifest, runs_dir: str) -> str:
+    """Make a new sweep folder ``runs_dir/sweep-<id>/`` holding ``manifest`` (a
+    ``manifests.Manifest``, given the folder and its id) before any point runs: a sweep cut
+    short leaves it for ``sweep --resume``. Returns the folder."""
     def write(stage, folder_id):
-        nonlocal plotted
-        sweep["sweep_id"] = folder_id
-        plotted = draw and write_plot(sweep, os.path.join(stage, "sweep.png"))
-        write_file(os.path.join(stage, "sweep.json"), json.dumps(sweep, indent=2) + "\n")
-        write_file(os.path.join(stage, "sweep.md"),
-                   sweeps.format_markdown(sweep, "sweep.png" if plotted else None))
+        manifest.doc["sweep_id"] = folder_id
+        write_file(os.path.join(stage, "manifest.json"), manifest.text())
+    manifest.folder = write_folder(runs_dir, "sweep-", write)
+    return manifest.folder
 
-    folder = write_folder(runs_dir, "sweep-", write)
-    return folder, plotted
+
+def write_sweep(sweep: dict, folder: str, draw: bool = True) -> bool:
+    """Write ``sweep.json``, ``sweep.md`` and (if ``draw``, with matplotlib) ``sweep.png`` into
+    the sweep's folder, each replacing any earlier one whole (a resumed sweep's); True if the
+    figure was drawn."""
+    sweep["sweep_id"] = os.path.basename(folder)
+    png = os.path.join(folder, "sweep.png")
+    tmp = f"{png}.{os.getpid()}.tmp.png"
+    try:
+        plotted = draw and write_plot(sweep, tmp)
+        if plotted:
+            os.replace(tmp, png)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    replace_file(os.path.join(folder, "sweep.json"), json.dumps(sweep, indent=2) + "\n")
+    replace_file(os.path.join(folder, "sweep.md"),
+                 sweeps.format_markdown(sweep, "sweep.png" if plotted else None))
+    return plotted

@@ -21,8 +21,8 @@ import math
 from lpw_mp.results.repeats import PAIRED
 from lpw_mp.results.stats import median_interval
 from lpw_mp.results.sweeps import (NUMERIC, fit_sweep, fitted_strategies, fixed_parameters,
-                                   groups, metric_title, point_label, series, shown,
-                                   strategies_of)
+                                   groups, host_kinds, metric_title, point_label, series,
+                                   shown, strategies_of)
 from lpw_mp.units import format_value
 
 
@@ -77,6 +77,9 @@ def title(sweep: dict, metric: str, width: int) -> str:
     fixed += fixed_parameters(sweep) + [f"seed {c['seed']}"]
     repeat = c.get("repeat", 1)
     fixed.append(f"{repeat} repeats" if repeat > 1 else "1 sample per point")
+    kinds = len(host_kinds(sweep))
+    if kinds > 1:
+        fixed.append(f"points from {kinds} kinds of host")
     return "\n".join([f"{metric_title(sweep, metric)} vs {name}"]
                      + _fold(["fixed: " + fixed[0], *fixed[1:]], width))
 

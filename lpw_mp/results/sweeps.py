@@ -272,8 +272,39 @@ def flag_notes(sweep: dict, metric: str) -> list:
     return [f"[{i}] {label} {name}: {text}" for i, (label, name, text) in enumerate(found, 1)]
 
 
+def host_kinds(sweep: dict) -> dict:
+    """``{kind: [point label]}`` of the kinds of host the points ran on: a kind is the CPU
+    model, usable cores and memory a point's host reported (``sweep --cluster`` spreads the
+    points over hosts). Points recorded without them (before lpw_mp kept them) make none."""
+    kinds = {}
+    for point in sweep["points"]:
+        host = point.get("host") or {}
+        if "usable_cores" not in host:
+            continue
+        kind = (f"{host.get('cpu_model') or 'unknown CPU'}, {host['usable_cores']} cores, "
+                f"{(host.get('memory_bytes') or 0) / 2**30:.0f} GiB")
+        kinds.setdefault(kind, []).append(point_label(point["values"]))
+    return kinds
+
+
+def host_note(sweep: dict):
+    """The line that says a sweep's points come from different kinds of host, or None: a
+    curve then joins figures measured on different hardware, while each point's ratios to
+    ipi, measured on one host, stay comparable."""
+    kinds = host_kinds(sweep)
+    if len(kinds) < 2:
+        return None
+    return (f"the points ran on {len(kinds)} kinds of host ("
+            + "; ".join(f"{kind}: {', '.join(labels)}" for kind, labels in kinds.items())
+            + "): a curve joins figures of different hardware; the ratios to ipi within a "
+              "point come from one host")
+
+
 def _notes(sweep: dict, metric: str) -> list:
     out = [f"error: {e}" for e in sweep["errors"]]
+    mixed = host_note(sweep)
+    if mixed:
+        out.append(f"warning: {mixed}")
     if sweep["unsafe_violations"]:
         out += _violations(sweep)
     flags = flag_notes(sweep, metric)
