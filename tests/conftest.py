@@ -1,5 +1,9 @@
+import json
 import multiprocessing
 import os
+import subprocess
+import sys
+import threading
 import time
 
 import psutil
@@ -81,3 +85,60 @@ def _reap(proc) -> bool:
         return pid == 0
     except ChildProcessError:
         return False
+
+
+#: The helper: a LocalCluster as asked on argv, its scheduler's address on stdout, closed
+#: when stdin closes.
+HELPER = """
+import json, sys
+import dask
+from distributed import LocalCluster
+spec = json.loads(sys.argv[1])
+with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    cluster = LocalCluster(n_workers=spec["workers"], threads_per_worker=spec["threads"],
+                           processes=True, resources=spec["resources"], host="127.0.0.1",
+                           dashboard_address=None)
+    print(cluster.scheduler_address, flush=True)
+    sys.stdin.read()
+    cluster.close()
+"""
+
+
+@pytest.fixture
+def no_thread_left():
+    """A Dask client runs an IO loop in a thread; a test of ``--cluster`` must leave none
+    running, failed connections included: the emulator refuses to fork CPUs from a threaded
+    process, and the tests after these fork."""
+    yield
+    deadline = time.monotonic() + 5
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [t.name for t in threading.enumerate() if t is not threading.main_thread()] == []
+
+
+@pytest.fixture
+def local_cluster():
+    """A factory: ``local_cluster(threads=1, resources={"host": 1})`` starts a LocalCluster
+    of 2 workers on 127.0.0.1 and returns its scheduler's address; every one started is
+    closed at teardown, its processes gone."""
+    helpers = []
+
+    def start(threads=1, resources=None):
+        spec = {"workers": 2, "threads": threads,
+                "resources": {"host": 1} if resources is None else resources}
+        proc = subprocess.Popen([sys.executable, "-c", HELPER, json.dumps(spec)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        helpers.append(proc)
+        address = proc.stdout.readline().strip()
+        assert address.startswith("tcp://127.0.0.1:"), address
+        return address
+
+    yield start
+    for proc in helpers:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
