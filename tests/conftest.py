@@ -122,6 +122,7 @@ def local_cluster():
     of 2 workers on 127.0.0.1 and returns its scheduler's address; every one started is
     closed at teardown, its processes gone."""
     helpers = []
+    before = set(os.listdir("/dev/shm"))
 
     def start(threads=1, resources=None):
         spec = {"workers": 2, "threads": threads,
@@ -142,3 +143,18 @@ def local_cluster():
             proc.kill()
             proc.wait()
         proc.stdout.close()
+    # Dask's workers are spawned: their semaphores have names, which their resource tracker
+    # unlinks once they are gone, not always before a killed worker's cluster has closed.
+    # They are the engine's, not lpw_mp's (whose tests check /dev/shm): give the tracker a
+    # moment, then take away what the cluster left.
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("sem.mp-")}
+        if not left:
+            break
+        time.sleep(0.1)
+    for name in left:
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+        except FileNotFoundError:
+            pass

@@ -4,6 +4,7 @@
 by ``--resume``."""
 
 import json
+import sys
 
 import pytest
 
@@ -93,3 +94,17 @@ def test_a_sweep_begun_here_is_resumed_on_a_cluster(tmp_path, scheduler, capsys)
     assert manifest["points"][1]["attempts"] == 2  # once here, once on the cluster
     _, document = sweep_doc(runs)
     assert document["status"] == "complete" and len(document["points"]) == 2
+
+
+def test_without_dask_a_sweep_runs_here_and_cluster_says_how_to_get_it(tmp_path, capsys,
+                                                                        monkeypatch):
+    """The local default needs no cluster package: with dask.distributed unimportable, a
+    sweep runs here as before, and --cluster is one line naming the extra, status 2."""
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert main(["sweep", *TINY, "--runs-dir", str(tmp_path / "here"), "-q"]) == 0
+    capsys.readouterr()
+    code = main(["sweep", *TINY, "--runs-dir", str(tmp_path / "there"), "--cluster",
+                 "tcp://127.0.0.1:1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "pip install 'lpw_mp[cluster]'" in err
+    assert not (tmp_path / "there").exists()
