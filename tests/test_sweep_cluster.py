@@ -42,10 +42,13 @@ def shape(document):
 def test_a_sweep_on_a_cluster_gives_the_document_a_local_sweep_gives(tmp_path, scheduler,
                                                                       capsys):
     """The same tiny sweep run here and through --cluster: the same plan, points, statuses,
-    legs and safety verdicts, and the same keys; each point says the host it ran on."""
+    legs and safety verdicts, and the same keys; each point says the host it ran on. Two
+    workers on one host are warned about: both declare host=1."""
     here, there = tmp_path / "here", tmp_path / "there"
     assert main(["sweep", *TINY, "--runs-dir", str(here), "-q"]) == 0
     assert main(["sweep", *TINY, "--runs-dir", str(there), "-q", "--cluster", scheduler]) == 0
+    # Both workers of the local cluster are on this host: the sweep warns, even with -q.
+    assert "warning: 2 workers on host" in capsys.readouterr().err
     (_, local), (folder, remote) = sweep_doc(here), sweep_doc(there)
     assert shape(remote) == shape(local)
     assert set(remote) == set(local)

@@ -415,10 +415,8 @@ def execute(args, base, varied, points, manifest, argv, cluster, held=()) -> int
     if not can_plot:
         print(_no_plot("matplotlib is not installed: this sweep will write"), file=sys.stderr)
     plotted = None  # None: no folder was written, so there is no plot to speak of
-    if cluster is not None and not (args.quiet or args.json):
-        hosts = cluster.describe()
-        print(f"{PROG}: {len(manifest.todo())} points on {len(hosts)} hosts: "
-              f"{', '.join(hosts)}", file=sys.stderr)
+    if cluster is not None:
+        _say_hosts(cluster, len(manifest.todo()), quiet=args.quiet or args.json)
 
     def write(document):
         nonlocal plotted
@@ -445,6 +443,21 @@ def execute(args, base, varied, points, manifest, argv, cluster, held=()) -> int
     if can_plot and plotted is False:
         print(_no_plot("matplotlib would not import: this sweep wrote"), file=sys.stderr)
     return status
+
+
+def _say_hosts(cluster, npoints: int, quiet: bool) -> None:
+    """Where the points go; and, always, a warning when a host has more than one worker:
+    each declares host=1, so that host may run two points at once, which spoils both."""
+    hosts = cluster.describe()
+    if not quiet:
+        print(f"{PROG}: {npoints} point{'s' if npoints != 1 else ''} on {len(hosts)} "
+              f"host{'s' if len(hosts) != 1 else ''}: {', '.join(hosts)}", file=sys.stderr)
+    for host in hosts:
+        workers = sum(1 for name in cluster.hosts.values() if name == host)
+        if workers > 1:
+            print(f"{PROG}: warning: {workers} workers on host {host}, each declaring host=1: "
+                  f"it may run {workers} points at once, each timing the other (start one "
+                  f"worker per host)", file=sys.stderr)
 
 
 def add_cluster_options(p) -> None:
