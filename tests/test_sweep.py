@@ -416,3 +416,24 @@ def test_points_from_different_kinds_of_host_are_said_so():
     assert note.startswith("the points ran on 2 kinds of host (Xeon, 2 cores, 16 GiB: cpus=2, "
                            "cpus=8; EPYC, 64 cores, 16 GiB: cpus=4)")
     assert "ratios to ipi within a point come from one host" in note
+
+
+def test_a_point_lost_with_its_host_is_a_failed_point_of_a_valid_sweep(tmp_path, capsys):
+    """A point that never returned (its host lost twice on a cluster) is recorded as failed,
+    its legs not run and its host unknown: the sweep document stays valid, and its table
+    and notes say what happened."""
+    from lpw_mp.results.formats import SWEEP
+    from lpw_mp.results.sweeps import format_terminal
+    runs = tmp_path / "runs"
+    assert main(["sweep", "--vary", "cpus=1,2", *SMALL, "--memory", "8M", "--strategy", "ipi",
+                 "--runs-dir", str(runs), "-q"]) == 0
+    sweep = json.loads((sweep_folder(runs) / "sweep.json").read_text())
+    lost = sweep_command._lost_record({"cpus": 2}, ["ipi"], "its worker was lost on each of 2 "
+                                      "attempts (KilledWorker: ...)")
+    sweep["points"][1] = lost
+    sweep["status"], sweep["errors"] = "failed", ["cpus=2: its worker was lost"]
+    assert SWEEP.problem(sweep) == ""
+    assert lost["legs"] == [{"strategy": "ipi", "safe": True, "kernel": lost["legs"][0]["kernel"],
+                             "status": "not run"}]
+    text = format_terminal(sweep)
+    assert "error: cpus=2: its worker was lost" in text
