@@ -139,6 +139,10 @@ def build_parser() -> Parser:
                         + ", ".join(metrics_of(["ipi"]))
                         + " (the last three, ratios to ipi, need ipi among the strategies; "
                           "default time)")
+    p.add_argument("--resume", metavar="DIR",
+                   help="complete the sweep of folder DIR, cut short: run the points its "
+                        "manifest.json has not done, then write its documents (with no other "
+                        "option but -q, --json and the cluster's)")
     add_run_options(p)
     add_cluster_options(p)
     return p
