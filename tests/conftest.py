@@ -143,10 +143,16 @@ def local_cluster():
             proc.kill()
             proc.wait()
         proc.stdout.close()
-    # Dask's workers are spawned: their semaphores have names, which their resource tracker
-    # unlinks once they are gone, not always before a killed worker's cluster has closed.
-    # They are the engine's, not lpw_mp's (whose tests check /dev/shm): give the tracker a
-    # moment, then take away what the cluster left.
+    forget_semaphores(before)
+
+
+def forget_semaphores(before: set) -> None:
+    """Take away the named semaphores a dask cluster left in /dev/shm since ``before``.
+
+    Dask's workers are spawned: their semaphores have names, which their resource tracker
+    unlinks once they are gone, not always before a killed worker's cluster has closed, and
+    never when the tracker is killed with them. They are the engine's, not lpw_mp's (whose
+    tests check /dev/shm): give the tracker a moment, then unlink what is left."""
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         left = {n for n in set(os.listdir("/dev/shm")) - before if n.startswith("sem.mp-")}

@@ -4,10 +4,17 @@
 by ``--resume``."""
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 
+import psutil
 import pytest
 
+from conftest import HELPER, forget_semaphores
 from lpw_mp.commands.cli import main
 
 pytestmark = [pytest.mark.timeout(180), pytest.mark.usefixtures("no_thread_left")]
@@ -111,3 +118,53 @@ def test_without_dask_a_sweep_runs_here_and_cluster_says_how_to_get_it(tmp_path,
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "pip install 'lpw_mp[cluster]'" in err
     assert not (tmp_path / "there").exists()
+
+
+def test_a_sweep_whose_scheduler_goes_away_is_completed_by_resume(tmp_path, capsys):
+    """The whole cluster (scheduler, workers, the point running) is killed while a point
+    runs: the sweep ends failed, saying it lost the scheduler, keeps its folder with the
+    points not done, and `sweep --resume DIR`, here, completes it."""
+    before = set(os.listdir("/dev/shm"))
+    proc = subprocess.Popen([sys.executable, "-c", HELPER, json.dumps(
+        {"workers": 1, "threads": 1, "resources": {"host": 1}})], stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        address = proc.stdout.readline().strip()
+        cluster = psutil.Process(proc.pid)
+
+        def kill_when_a_point_runs():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    if any("lpw_mp.harness.point" in " ".join(p.cmdline())
+                           for p in cluster.children(recursive=True)):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                        return
+                except psutil.Error:
+                    pass
+                time.sleep(0.02)
+        killer = threading.Thread(target=kill_when_a_point_runs)
+        killer.start()
+        runs = tmp_path / "runs"
+        code = main(["sweep", *TINY, "--walker-time", "2", "--runs-dir", str(runs), "-q",
+                     "--cluster", address])
+        killer.join()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stdin.close()
+        forget_semaphores(before)  # the cluster's, killed with their tracker
+    assert code == 1
+    (folder,) = runs.iterdir()
+    document = json.loads((folder / "sweep.json").read_text())
+    assert document["status"] == "failed"
+    assert any("lost the dask scheduler" in e for e in document["errors"])
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert "pending" in [p["state"] for p in manifest["points"]]
+    capsys.readouterr()
+    assert main(["sweep", "--resume", str(folder), "-q"]) == 0
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert [p["state"] for p in manifest["points"]] == ["done", "done"]
+    assert json.loads((folder / "sweep.json").read_text())["status"] == "complete"
