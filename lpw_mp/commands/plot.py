@@ -10,9 +10,9 @@ figure of its legs (``--metric walker_p50``): nothing is run. SWEEP is a sweep f
 
 import os
 
-from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, load_document,
-                                   write_through_temp)
+from lpw_mp.commands.shell import Parser, UsageError, invoked_as, load_document
 from lpw_mp.results import plot
+from lpw_mp.results.folders import write_through_temp
 from lpw_mp.results.formats import SWEEP
 from lpw_mp.results.repeats import figure_key
 from lpw_mp.results.sweeps import (WALKER_SIDE, has_values, metric_problem, metrics_of, problem,

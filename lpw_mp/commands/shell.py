@@ -244,21 +244,6 @@ def finish(args, document: dict, write, render, status) -> int:
 
 
 
-def write_through_temp(out: str, write) -> bool:
-    """``write(tmp)`` into a temporary file beside ``out``, renamed to ``out`` if it returns
-    True, so that a failed or interrupted drawing never leaves a truncated file in place of a
-    good one; what ``write`` returned (False: nothing written, matplotlib would not import)."""
-    tmp = os.path.join(os.path.dirname(out), f".{os.path.basename(out)}.{os.getpid()}.tmp")
-    try:
-        written = write(tmp)
-        if written:
-            os.replace(tmp, out)
-        return written
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def load_document(spec: str, runs_dir: str, fmt: Format) -> tuple:
     """``(document, path)``: the document of format ``fmt`` in ``spec``, which is its folder,
     the file itself or a folder id under ``runs_dir``.

@@ -12,9 +12,9 @@ TRACE is a trace file or a run folder holding ``trace-*.json``. Nothing is run."
 import glob
 import os
 
-from lpw_mp.commands.shell import (Parser, UsageError, invoked_as, parse_int, typed,
-                                   write_through_temp)
+from lpw_mp.commands.shell import Parser, UsageError, invoked_as, parse_int, typed
 from lpw_mp.results import plot, timeline, traces
+from lpw_mp.results.folders import write_through_temp
 from lpw_mp.units import parse_duration
 
 SUMMARY = "draw a time window of a trace (IPI rounds, IRQ-off windows, violations) to a PNG"

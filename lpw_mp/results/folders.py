@@ -47,16 +47,24 @@ def write_file(path: str, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def replace_file(path: str, text: str) -> None:
-    """Put ``text`` at ``path`` through a temporary file beside it renamed over it: a reader
-    (or a crash) sees the old content or the new, never a part."""
-    tmp = f"{path}.{os.getpid()}.tmp"
+def write_through_temp(path: str, write):
+    """``write(tmp)`` into a temporary file beside ``path``, renamed over ``path`` unless it
+    returns False (nothing written: matplotlib would not import): a reader, or a crash, sees
+    the old file or the new one whole, never a part. Returns what ``write`` returned."""
+    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
     try:
-        write_file(tmp, text)
-        os.replace(tmp, path)
+        written = write(tmp)
+        if written is not False:
+            os.replace(tmp, path)
+        return written
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def replace_file(path: str, text: str) -> None:
+    """Put ``text`` at ``path`` whole (``write_through_temp``), on the disk."""
+    write_through_temp(path, lambda tmp: write_file(tmp, text))
 
 
 def write_folder(runs_dir: str, prefix: str, write, folder_id=None) -> str:
@@ -119,15 +127,8 @@ def write_sweep(sweep: dict, folder: str, draw: bool = True) -> bool:
     the sweep's folder, each replacing any earlier one whole (a resumed sweep's); True if the
     figure was drawn."""
     sweep["sweep_id"] = os.path.basename(folder)
-    png = os.path.join(folder, "sweep.png")
-    tmp = f"{png}.{os.getpid()}.tmp.png"
-    try:
-        plotted = draw and write_plot(sweep, tmp)
-        if plotted:
-            os.replace(tmp, png)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    plotted = draw and write_through_temp(os.path.join(folder, "sweep.png"),
+                                          lambda tmp: write_plot(sweep, tmp))
     replace_file(os.path.join(folder, "sweep.json"), json.dumps(sweep, indent=2) + "\n")
     replace_file(os.path.join(folder, "sweep.md"),
                  sweeps.format_markdown(sweep, "sweep.png" if plotted else None))

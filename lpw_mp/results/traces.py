@@ -23,6 +23,7 @@ import json
 import math
 import os
 
+from lpw_mp.results.folders import write_through_temp
 from lpw_mp.results.formats import read_json
 
 FORMAT, FORMAT_VERSION = "lpw_mp-trace", 1
@@ -122,8 +123,7 @@ class TraceDocument:
         string), through a temporary file renamed into place. ``more``: further events, made
         as they are written, on tracks of their own, in time order on each; each a dict or
         its JSON text."""
-        tmp = f"{path}.{os.getpid()}.tmp"
-        try:
+        def write(tmp):
             with open(tmp, "w", encoding="utf-8") as f:
                 f.write('{"displayTimeUnit": "ns",\n"otherData": ')
                 f.write(json.dumps(self.other))
@@ -142,10 +142,7 @@ class TraceDocument:
                 f.write("\n]}\n")
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        write_through_temp(path, write)
 
 
 def load(path: str) -> dict:
