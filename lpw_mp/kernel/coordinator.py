@@ -141,12 +141,12 @@ class Updater:
             self.stats.walks_in_rounds += self.walks_started() - before
         self.stats.serialisations += 1
         self.stats.ipis_sent += len(cpus)
-        last, why = m.last_acker.value, tr.WHY_UNKNOWN
+        last, number, why = m.last_acker.value, m.round_no.value, tr.WHY_UNKNOWN
         if self.trace is not None:
             why = self._round_why(cpus, last)
-            self.trace.emit(tr.ROUND, start, end - start, m.round_no.value, len(cpus),
+            self.trace.emit(tr.ROUND, start, end - start, number, len(cpus),
                             (last + 1) << 8 | why)
-        record = (took, m.round_no.value, start, len(cpus), last, why)
+        record = (took, number, start, len(cpus), last, why)
         if len(self._slowest) < SLOWEST_ROUNDS:
             heapq.heappush(self._slowest, record)
         elif took > self._slowest[0][0]:
